@@ -1,0 +1,41 @@
+"""Loaded estimators, kept in memory so no predict deserializes a model.
+
+Keyed by the training session's id, which is unique for ever: a model deleted
+and fitted again under the same key gets new sessions, never a stale hit.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Loaded:
+    estimator: Any
+    meta: dict[str, Any]
+    version: int
+
+
+class ModelCache:
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._items: OrderedDict[int, Loaded] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, session_id: int) -> Loaded | None:
+        item = self._items.get(session_id)
+        if item is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(session_id)
+        return item
+
+    def put(self, session_id: int, item: Loaded) -> None:
+        self._items[session_id] = item
+        self._items.move_to_end(session_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)

@@ -1,0 +1,186 @@
+"""What a consumer reads and writes in the store.
+
+Every transition is a conditional UPDATE, so the store, not the broker,
+decides which delivery of a job counts.
+"""
+
+from __future__ import annotations
+
+import socket
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from contracts.errors import NotFound, NotTrained, TrainingFailed
+from contracts.status import JobKind, Status
+from contracts.store import Artifact, Family as FamilyRow, Model, TrainingSession, utcnow
+
+from .backends import digest
+from .families import Family
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+_OPEN = (Status.QUEUED, Status.RUNNING)
+
+
+@dataclass
+class Claim:
+    """A job this consumer may run now."""
+
+    session_id: int
+    version: int
+    kind: JobKind
+    base: bytes | None = None
+    base_backend: str | None = None
+    base_version: int | None = None
+
+
+@dataclass
+class Servable:
+    """Where the model to predict with is stored."""
+
+    session_id: int
+    version: int
+
+
+class Records:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def register(self, family: Family) -> None:
+        row = dict(
+            name=family.name,
+            supervised=family.supervised,
+            supports_update=family.supports_update,
+            params=family.parameters(),
+            methods=list(family.methods),
+        )
+        for _ in range(3):
+            try:
+                async with self.sessions.begin() as db:
+                    await db.merge(FamilyRow(**row, updated_at=utcnow()))
+                return
+            except IntegrityError:
+                continue  # another consumer of the family registered at the same moment
+
+    async def claim(self, job_id: int) -> Claim | None:
+        """Mark the session running; None when it is finished or gone (ack and forget)."""
+        async with self.sessions.begin() as db:
+            res = await db.execute(
+                update(TrainingSession)
+                .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
+                .values(
+                    status=Status.RUNNING,
+                    worker=WORKER,
+                    attempts=TrainingSession.attempts + 1,
+                    started_at=utcnow(),
+                )
+                .returning(TrainingSession.version, TrainingSession.kind, TrainingSession.model_id)
+            )
+            row = res.first()
+            if row is None:
+                return None
+            version, kind, model_id = row
+            claim = Claim(job_id, version, kind)
+            if kind is JobKind.UPDATE:
+                base = (
+                    await db.execute(
+                        select(TrainingSession.version, Artifact.data, Artifact.backend)
+                        .join(Artifact, Artifact.session_id == TrainingSession.id)
+                        .where(
+                            TrainingSession.model_id == model_id,
+                            TrainingSession.status == Status.DONE,
+                            TrainingSession.version < version,
+                        )
+                        .order_by(TrainingSession.version.desc())
+                        .limit(1)
+                    )
+                ).first()
+                if base is not None:
+                    claim.base_version, claim.base, claim.base_backend = base
+                    await db.execute(
+                        update(TrainingSession)
+                        .where(TrainingSession.id == job_id)
+                        .values(base_version=claim.base_version)
+                    )
+            return claim
+
+    async def finish(self, job_id: int, artifact: bytes, backend: str, meta: dict[str, Any], rows: int) -> bool:
+        """Artifact and `done` in one transaction; False if another delivery got there first."""
+        try:
+            async with self.sessions.begin() as db:
+                res = await db.execute(
+                    update(TrainingSession)
+                    .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
+                    .values(status=Status.DONE, finished_at=utcnow(), rows=rows, error=None)
+                )
+                if res.rowcount != 1:
+                    await db.rollback()
+                    return False
+                db.add(
+                    Artifact(
+                        session_id=job_id,
+                        backend=backend,
+                        data=artifact,
+                        digest=digest(artifact),
+                        size=len(artifact),
+                        meta=meta,
+                    )
+                )
+            return True
+        except IntegrityError:
+            return False
+
+    async def fail(self, job_id: int, error: str) -> bool:
+        async with self.sessions.begin() as db:
+            res = await db.execute(
+                update(TrainingSession)
+                .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
+                .values(status=Status.FAILED, finished_at=utcnow(), error=error[:4000])
+            )
+            return res.rowcount == 1
+
+    async def servable(self, family: str, model_key: str, version: int | None) -> Servable:
+        """The session to predict with, or the 404/409 that explains why there is none."""
+        async with self.sessions() as db:
+            model = (
+                await db.execute(select(Model.id).where(Model.model_key == model_key, Model.family == family))
+            ).scalar_one_or_none()
+            if model is None:
+                raise NotFound(f"no {family} model with model_key {model_key!r}")
+            query = select(TrainingSession).where(TrainingSession.model_id == model)
+            if version is not None:
+                row = (await db.execute(query.where(TrainingSession.version == version))).scalar_one_or_none()
+                if row is None:
+                    raise NotFound(f"model {model_key!r} has no version {version}")
+            else:
+                row = (
+                    await db.execute(
+                        query.where(TrainingSession.status == Status.DONE)
+                        .order_by(TrainingSession.version.desc())
+                        .limit(1)
+                    )
+                ).scalar_one_or_none()
+                if row is None:
+                    latest = (
+                        await db.execute(query.order_by(TrainingSession.version.desc()).limit(1))
+                    ).scalar_one_or_none()
+                    if latest is not None and latest.status is Status.FAILED:
+                        raise TrainingFailed(f"training of model {model_key!r} failed: {latest.error}")
+                    raise NotTrained(f"model {model_key!r} is not trained yet (status {latest.status.value if latest else 'unknown'})")
+            if row.status is Status.FAILED:
+                raise TrainingFailed(f"version {row.version} of model {model_key!r} failed: {row.error}")
+            if row.status is not Status.DONE:
+                raise NotTrained(f"version {row.version} of model {model_key!r} is {row.status.value}")
+            return Servable(row.id, row.version)
+
+    async def artifact(self, session_id: int) -> Artifact:
+        async with self.sessions() as db:
+            art = (await db.execute(select(Artifact).where(Artifact.session_id == session_id))).scalar_one_or_none()
+            if art is None:
+                raise NotFound("the model was deleted")
+            return art

@@ -1,0 +1,296 @@
+"""A consumer process: one family, a train queue and a predict queue.
+
+Train jobs (prefetch 1): claim the session in the store, fit in a separate
+process, commit artifact and `done` together, publish the status event, and
+only then ack. A fit that raises is a user error: `failed`, acked, not
+requeued. A job whose session is already finished is acked untouched.
+
+Predict jobs (higher prefetch): answered on the caller's reply queue with a
+Parquet frame, or with an error in the headers. Always answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import aio_pika
+import numpy as np
+import pandas as pd
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aiormq.exceptions import AMQPError
+from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from contracts.errors import InvalidInput, MLServerError
+from contracts.frames import PARQUET, ParquetCodec
+from contracts.schemas import PredictHeaders, ReplyHeaders, StatusEvent, TrainHeaders
+from contracts.settings import Settings
+from contracts.status import JobKind, Status
+from contracts.store import create_schema, make_engine
+from contracts.topology import Header, MessageType, Topology
+
+from . import backends, jobs
+from .cache import Loaded, ModelCache
+from .families import Family
+from .records import WORKER, Records
+
+log = logging.getLogger(__name__)
+
+# Frames up to this many rows are predicted on the event loop; bigger ones in a thread.
+_INLINE_ROWS = 2_000
+
+
+class Worker:
+    def __init__(self, settings: Settings, family: Family, spec: str) -> None:
+        self.settings = settings
+        self.family = family
+        self.spec = spec  # how the pool's child process finds the family again
+        self.topology = Topology(settings.namespace)
+        self.key = settings.signing_key()
+        self.cache = ModelCache()
+        self.stopping = asyncio.Event()
+        self._train_task: asyncio.Task[Any] | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self.connection: AbstractRobustConnection | None = None
+
+    # ---- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        self.engine = make_engine(self.settings.database_url)
+        await create_schema(self.engine)
+        self.records = Records(self.engine)
+        self._pool = self._new_pool()
+        await asyncio.get_running_loop().run_in_executor(self._pool, jobs.warm_up)
+
+        self.connection = await aio_pika.connect_robust(
+            self.settings.broker_url, client_properties={"connection_name": f"consumer {self.family.name} {WORKER}"}
+        )
+        t, name = self.topology, self.family.name
+        train_ch = await self.connection.channel()
+        await train_ch.set_qos(prefetch_count=1)
+        jobs_x = await train_ch.declare_exchange(t.jobs_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        dead_x = await train_ch.declare_exchange(t.dead_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        await train_ch.declare_exchange(t.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        dead_q = await train_ch.declare_queue(t.dead_queue(name), durable=True, arguments=t.dead_queue_arguments())
+        await dead_q.bind(dead_x, t.train_key(name))
+        train_q = await train_ch.declare_queue(t.train_queue(name), durable=True, arguments=t.train_queue_arguments())
+        await train_q.bind(jobs_x, t.train_key(name))
+
+        predict_ch = await self.connection.channel()
+        await predict_ch.set_qos(prefetch_count=self.settings.predict_prefetch)
+        predict_q = await predict_ch.declare_queue(t.predict_queue(name), durable=True)
+        await predict_q.bind(t.jobs_exchange, t.predict_key(name))
+
+        self.events_channel = await self.connection.channel()
+        self.events = await self.events_channel.get_exchange(t.events_exchange)
+        self.reply_channel = predict_ch
+
+        await self.records.register(self.family)
+        self._train_q, self._predict_q = train_q, predict_q
+        self._train_tag = await train_q.consume(self._on_train)
+        self._predict_tag = await predict_q.consume(self._on_predict)
+        log.info("consumer %s ready (%s)", name, WORKER)
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await self.stopping.wait()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop taking work; a fit in progress is left to redelivery (its message is unacked)."""
+        log.info("consumer %s stopping", self.family.name)
+        for queue, tag in ((self._train_q, self._train_tag), (self._predict_q, self._predict_tag)):
+            try:
+                await queue.cancel(tag)
+            except Exception:  # the channel may already be gone
+                pass
+        if self.connection is not None:
+            await self.connection.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.kill()
+        await self.engine.dispose()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=jobs.init_child
+        )
+
+    # ---- train -------------------------------------------------------------
+
+    async def _on_train(self, message: AbstractIncomingMessage) -> None:
+        try:
+            job = TrainHeaders().load(dict(message.headers or {}))
+        except ValidationError as e:
+            log.error("malformed train message sent to the dead-letter queue: %s", e.messages)
+            await _settle(message.reject(requeue=False))
+            return
+        ctx = f"model={job['model_key']} version={job['version']} job={job['job_id']}"
+        try:
+            outcome = await self._train(job, message.body, ctx)
+        except (SQLAlchemyError, OSError) as e:
+            # Could not record the outcome: don't ack; the job comes back.
+            log.error("%s store unavailable, job returned to the queue: %s", ctx, e)
+            await asyncio.sleep(1)
+            await _settle(message.nack(requeue=True))
+            return
+        except BrokenProcessPool:
+            log.error("%s the fit process died; job returned to the queue", ctx)
+            self._pool = self._new_pool()
+            await _settle(message.nack(requeue=True))
+            return
+        if outcome is not None:
+            await self._publish_event(job["model_key"], job["version"], outcome)
+        await _settle(message.ack())
+
+    async def _train(self, job: dict[str, Any], body: bytes, ctx: str) -> Status | None:
+        claim = await self.records.claim(job["job_id"])
+        if claim is None:
+            log.info("%s already finished or deleted; acked without running", ctx)
+            return None
+        loop = asyncio.get_running_loop()
+        assert self._pool is not None
+        log.info("%s %s started (attempt by %s)", ctx, claim.kind.value, WORKER)
+        try:
+            if claim.kind is JobKind.UPDATE:
+                if not self.family.supports_update:
+                    raise jobs.JobError(f"family {self.family.name!r} does not support update")
+                if claim.base is None:
+                    raise jobs.JobError("the model has no trained version to update")
+                result = await loop.run_in_executor(
+                    self._pool, jobs.update, self.spec, body, claim.base, claim.base_backend, self.key
+                )
+            else:
+                result = await loop.run_in_executor(
+                    self._pool, jobs.fit, self.spec, body, job["modkwargs"], job["algkwargs"], self.key
+                )
+        except jobs.JobError as e:
+            log.warning("%s failed: %s", ctx, e)
+            await self.records.fail(claim.session_id, str(e))
+            return Status.FAILED
+        if await self.records.finish(
+            claim.session_id, result.artifact, self.family.backend.value, result.meta, result.rows
+        ):
+            log.info("%s done in %.3fs", ctx, result.meta["fit_seconds"])
+            return Status.DONE
+        log.info("%s finished elsewhere first; result dropped", ctx)
+        return None
+
+    async def _publish_event(self, model_key: str, version: int, status: Status) -> None:
+        headers = StatusEvent().dump(
+            {"event": "status", "model_key": model_key, "family": self.family.name, "version": version, "status": status.value}
+        )
+        try:
+            await self.events.publish(
+                aio_pika.Message(b"", headers=headers, type=MessageType.STATUS),
+                routing_key=self.topology.event_key(self.family.name, model_key),
+                mandatory=False,
+            )
+        except (AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError) as e:
+            log.warning("status event for %s v%s not published: %s", model_key, version, e)
+
+    # ---- predict -----------------------------------------------------------
+
+    async def _on_predict(self, message: AbstractIncomingMessage) -> None:
+        body, status = b"", 200
+        headers: dict[str, Any]
+        try:
+            body = await self._predict(message)
+            headers = ReplyHeaders().dump({"status": 200})
+        except MLServerError as e:
+            status = e.status
+            headers = ReplyHeaders().dump(
+                {"status": e.status, "code": e.code, "message": e.message, "fields": e.fields}
+            )
+        except Exception as e:
+            status = 500
+            log.exception("predict failed unexpectedly")
+            headers = ReplyHeaders().dump({"status": 500, "code": "internal_error", "message": f"{type(e).__name__}: {e}"})
+        headers = {k: v for k, v in headers.items() if v is not None}
+        if message.reply_to:
+            try:
+                await self.reply_channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body,
+                        headers=headers,
+                        correlation_id=message.correlation_id,
+                        content_type=PARQUET,
+                        type=MessageType.REPLY,
+                    ),
+                    routing_key=message.reply_to,
+                    mandatory=False,
+                )
+            except (AMQPError, ConnectionError, RuntimeError) as e:
+                log.warning("predict reply (status %s) not delivered: %s", status, e)
+        await _settle(message.ack())
+
+    async def _predict(self, message: AbstractIncomingMessage) -> bytes:
+        try:
+            job = PredictHeaders().load(dict(message.headers or {}))
+        except ValidationError as e:
+            raise InvalidInput(f"invalid predict headers: {e.messages}", fields=e.messages) from e
+        where = await self.records.servable(self.family.name, job["model_key"], job["version"])
+        loaded = self.cache.get(where.session_id)
+        if loaded is None:
+            art = await self.records.artifact(where.session_id)
+            estimator = await asyncio.to_thread(backends.load, art.data, self.key, art.backend)
+            loaded = Loaded(estimator, art.meta, where.version)
+            self.cache.put(where.session_id, loaded)
+        x = ParquetCodec.decode(message.body)
+        kwargs = dict(job["kwargs"])
+        method = kwargs.pop("method", "predict")
+        if len(x) > _INLINE_ROWS:
+            frame = await asyncio.to_thread(predict, self.family, loaded, x, method, kwargs)
+        else:
+            frame = predict(self.family, loaded, x, method, kwargs)
+        return ParquetCodec.encode(frame)
+
+
+def predict(family: Family, loaded: Loaded, x: pd.DataFrame, method: str, kwargs: dict[str, Any]) -> pd.DataFrame:
+    """Run one predict method; the answer is a frame indexed like x."""
+    available = [m for m in family.methods if hasattr(loaded.estimator, m)]
+    if method not in available:
+        raise InvalidInput(
+            f"kwargs.method={method!r} is not available for {family.name}; use one of {available}",
+            fields={"kwargs": [f"method must be one of {available}"]},
+        )
+    features = loaded.meta.get("features", list(x.columns))
+    if list(x.columns) != features:
+        if sorted(x.columns) != sorted(features):
+            raise InvalidInput(
+                f"x has columns {list(x.columns)}; the model was trained on {features}",
+                fields={"x": [f"expected columns {features}"]},
+            )
+        x = x[features]
+    try:
+        out = np.asarray(getattr(loaded.estimator, method)(x, **kwargs))
+    except (ValueError, TypeError) as e:
+        raise InvalidInput(f"{method} failed on this input: {e}", fields={"x": [str(e)]}) from e
+    if out.ndim == 1:
+        targets = loaded.meta.get("targets") or [method]
+        return pd.DataFrame({targets[0]: out}, index=x.index)
+    if method.startswith("predict_") and "classes" in loaded.meta and out.shape[1] == len(loaded.meta["classes"]):
+        columns = loaded.meta["classes"]
+    elif method == "predict" and len(loaded.meta.get("targets", [])) == out.shape[1]:
+        columns = loaded.meta["targets"]
+    else:
+        columns = [str(i) for i in range(out.shape[1])]
+    return pd.DataFrame(out, index=x.index, columns=columns)
+
+
+async def _settle(op: Any) -> None:
+    """Ack/nack; on a channel that died under us, leave the job to redelivery."""
+    try:
+        await op
+    except (AMQPError, ConnectionError, RuntimeError, asyncio.CancelledError) as e:
+        if isinstance(e, asyncio.CancelledError):
+            raise
+        log.warning("could not settle a delivery (%s); the broker will redeliver it", e)

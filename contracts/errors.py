@@ -1,0 +1,112 @@
+"""One error root with an HTTP status; errors cross the wire as data.
+
+Every error the gateway answers with, and every error a consumer replies with,
+is one of these classes. `to_wire()`/`from_wire()` turn them into plain data
+and back, so the gateway re-raises exactly what the consumer raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MLServerError(Exception):
+    """Root of all ml-server errors. `status` is the HTTP status it maps to."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or None
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.fields:
+            body["fields"] = self.fields
+        return body
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class InvalidInput(MLServerError):
+    """The request is malformed or fails validation (names the field)."""
+
+    status, code = 422, "invalid_input"
+
+
+class DecodeError(InvalidInput):
+    """Bytes that should hold a DataFrame (Parquet or JSON) don't."""
+
+    code = "decode_error"
+
+
+class NotFound(MLServerError):
+    status, code = 404, "not_found"
+
+
+class NotTrained(MLServerError):
+    """The model has no finished version yet."""
+
+    status, code = 409, "not_trained"
+
+
+class TrainingFailed(MLServerError):
+    """The model's latest training failed and it has no usable version."""
+
+    status, code = 409, "training_failed"
+
+
+class Unauthorized(MLServerError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(MLServerError):
+    status, code = 403, "forbidden"
+
+
+class PayloadTooLarge(MLServerError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(MLServerError):
+    status, code = 415, "unsupported_media_type"
+
+
+class Unavailable(MLServerError):
+    """The broker or the store can't be reached right now."""
+
+    status, code = 503, "unavailable"
+
+
+class DeadlineExceeded(MLServerError):
+    """No consumer answered within the request's deadline."""
+
+    status, code = 504, "deadline_exceeded"
+
+
+_BY_CODE: dict[str, type[MLServerError]] = {
+    cls.code: cls
+    for cls in (
+        MLServerError,
+        InvalidInput,
+        DecodeError,
+        NotFound,
+        NotTrained,
+        TrainingFailed,
+        Unauthorized,
+        Forbidden,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        Unavailable,
+        DeadlineExceeded,
+    )
+}
+
+
+def from_wire(code: str, message: str, fields: dict[str, Any] | None = None) -> MLServerError:
+    """Rebuild the error a peer sent as data; unknown codes become a plain 500."""
+    cls = _BY_CODE.get(code, MLServerError)
+    return cls(message, fields=fields)

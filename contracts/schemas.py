@@ -1,0 +1,186 @@
+"""Request, response and message schemas (marshmallow), used on both sides of every wire.
+
+REST JSON bodies use the seed's field names. Parquet bodies carry the frame in
+the body and the other fields in the query string (`*Params` schemas). AMQP
+messages carry the frame in the body and the other fields in headers
+(`*Headers` schemas, keyed by the names in `topology.Header`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
+
+from .errors import DecodeError
+from .frames import ORIENTS, JsonCodec
+from .status import JobKind, Status
+from .topology import Header
+
+NAME_LENGTH = validate.Length(min=1, max=256)
+MODEL_KEY = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="not a model key")
+FAMILY_NAME = validate.Regexp(r"^[a-z][a-z0-9_-]{0,63}$", error="not a family name")
+
+
+class JsonDict(fields.Dict):
+    """A dict, given as an object or (query strings, AMQP headers) as JSON text."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(keys=fields.String(), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
+        if isinstance(value, (str, bytes)):
+            try:
+                value = json.loads(value)
+            except ValueError as e:
+                raise ValidationError(f"not valid JSON: {e}") from e
+        return super()._deserialize(value, attr, data, **kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+class Frame(fields.Raw):
+    """A DataFrame in pandas JSON: the `to_json` text (the seed's format) or the parsed object."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, (str, dict, list)):
+            raise ValidationError("must be a DataFrame as pandas JSON (text, object or array)")
+        return value
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _decode_frames(data: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    errors: dict[str, list[str]] = {}
+    for name in names:
+        if data.get(name) is None:
+            continue
+        try:
+            data[name] = JsonCodec.decode(data[name], data["orient"], what=name)
+        except DecodeError as e:
+            errors[name] = [e.message]
+    if errors:
+        raise ValidationError(errors)
+    return data
+
+
+class FitParams(_Strict):
+    orient = fields.String(load_default="columns", validate=validate.OneOf(ORIENTS))
+    name = fields.String(load_default=None, allow_none=True, validate=NAME_LENGTH)
+    modkwargs = JsonDict(load_default=dict)
+    algkwargs = JsonDict(load_default=dict)
+    retrain = fields.Boolean(load_default=False)
+
+
+class FitRequest(FitParams):
+    x = Frame(required=True)
+    y = Frame(load_default=None, allow_none=True)
+
+    @post_load
+    def frames(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return _decode_frames(data, ("x", "y"))
+
+
+class KeyParams(_Strict):
+    model_key = fields.String(required=True, validate=MODEL_KEY)
+
+
+class UpdateParams(KeyParams):
+    orient = fields.String(load_default="columns", validate=validate.OneOf(ORIENTS))
+
+
+class UpdateRequest(UpdateParams):
+    x = Frame(required=True)
+    y = Frame(load_default=None, allow_none=True)
+
+    @post_load
+    def frames(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return _decode_frames(data, ("x", "y"))
+
+
+class PredictParams(KeyParams):
+    orient = fields.String(load_default="columns", validate=validate.OneOf(ORIENTS))
+    as_array = fields.Boolean(load_default=False)
+    kwargs = JsonDict(load_default=dict)
+    version = fields.Integer(load_default=None, allow_none=True, strict=False, validate=validate.Range(min=1))
+
+
+class PredictRequest(PredictParams):
+    x = Frame(required=True)
+
+    @post_load
+    def frames(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return _decode_frames(data, ("x",))
+
+
+class TrainResponse(Schema):
+    model_key = fields.String()
+    status = fields.Enum(Status, by_value=True)
+    version = fields.Integer()
+
+
+class StatusResponse(TrainResponse):
+    family = fields.String()
+    name = fields.String(allow_none=True)
+    kind = fields.Enum(JobKind, by_value=True)
+    base_version = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    rows = fields.Integer(allow_none=True)
+    attempts = fields.Integer()
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class PredictResponse(Schema):
+    data = fields.String(required=True)
+    orient = fields.String(required=True)
+
+
+class DeleteResponse(Schema):
+    model_key = fields.String()
+    deleted = fields.Integer()
+
+
+# ---- AMQP messages: the non-frame fields travel as headers ----------------
+
+
+class _Headers(Schema):
+    class Meta:
+        unknown = EXCLUDE  # brokers and plugins may add their own headers
+
+
+class TrainHeaders(_Headers):
+    job_id = fields.Integer(required=True, data_key=Header.JOB_ID)
+    model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
+    family = fields.String(required=True, data_key=Header.FAMILY, validate=FAMILY_NAME)
+    version = fields.Integer(required=True, data_key=Header.VERSION, validate=validate.Range(min=1))
+    kind = fields.Enum(JobKind, by_value=True, required=True, data_key=Header.KIND)
+    modkwargs = JsonDict(load_default=dict, data_key=Header.MODKWARGS)
+    algkwargs = JsonDict(load_default=dict, data_key=Header.ALGKWARGS)
+
+
+class PredictHeaders(_Headers):
+    model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
+    version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION)
+    kwargs = JsonDict(load_default=dict, data_key=Header.KWARGS)
+
+
+class ReplyHeaders(_Headers):
+    status = fields.Integer(required=True, data_key=Header.STATUS)
+    code = fields.String(load_default=None, allow_none=True, data_key=Header.ERROR_CODE)
+    message = fields.String(load_default=None, allow_none=True, data_key=Header.ERROR_MESSAGE)
+    fields_ = JsonDict(load_default=None, allow_none=True, data_key=Header.ERROR_FIELDS, attribute="fields")
+
+
+class StatusEvent(_Headers):
+    event = fields.String(required=True, data_key=Header.EVENT)
+    model_key = fields.String(required=True, data_key=Header.MODEL_KEY)
+    family = fields.String(required=True, data_key=Header.FAMILY)
+    version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION)
+    status = fields.String(load_default=None, allow_none=True, data_key=Header.STATUS)

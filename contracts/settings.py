@@ -1,0 +1,142 @@
+"""Settings, read once from the environment at a process's entry point.
+
+`Settings.from_env()` is the only place that reads `os.environ`; a malformed
+value fails at start with the variable's name. The table in the README lists
+every variable; `SETTINGS` below is that table, in code.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not value > 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _str(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError(f"{name} is set but empty")
+    return raw.strip()
+
+
+def _level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"{name}={raw!r} is not a log level")
+    return level
+
+
+# attribute: (environment variable, parser, default as text or None, description)
+SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
+    "data_dir": ("ML_SERVER_DATA_DIR", _str, "./data", "folder for the SQLite store and the generated secret"),
+    "broker_url": ("ML_SERVER_BROKER_URL", _str, "amqp://localhost:5672/", "RabbitMQ URL (credentials go here)"),
+    "database_url": (
+        "ML_SERVER_DATABASE_URL",
+        _str,
+        None,
+        "SQLAlchemy URL of the store; default `sqlite:///<data dir>/ml-server.db`; `postgresql://…` for a shared one",
+    ),
+    "namespace": ("ML_SERVER_NAMESPACE", _str, "ml-server", "prefix of every exchange and queue name"),
+    "host": ("ML_SERVER_HOST", _str, "127.0.0.1", "gateway bind address"),
+    "port": ("ML_SERVER_PORT", _int, "8080", "gateway port"),
+    "max_body": ("ML_SERVER_MAX_BODY", _int, str(256 * 2**20), "largest request body in bytes (413 above)"),
+    "predict_timeout": ("ML_SERVER_PREDICT_TIMEOUT", _float, "30", "seconds a predict waits for a consumer (504 after)"),
+    "publish_timeout": ("ML_SERVER_PUBLISH_TIMEOUT", _float, "5", "seconds to get a publish confirmed (503 after)"),
+    "predict_prefetch": ("ML_SERVER_PREDICT_PREFETCH", _int, "32", "predict messages a consumer takes at once"),
+    "secret": (
+        "ML_SERVER_SECRET",
+        _str,
+        None,
+        "key that signs stored pickles; required by consumers unless ML_SERVER_SECRET_FILE is set",
+    ),
+    "secret_file": ("ML_SERVER_SECRET_FILE", _str, None, "file holding the signing key (`make run` generates one)"),
+    "log_level": ("ML_SERVER_LOG_LEVEL", _level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    broker_url: str
+    database_url: str
+    namespace: str = "ml-server"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body: int = 256 * 2**20
+    predict_timeout: float = 30.0
+    publish_timeout: float = 5.0
+    predict_prefetch: int = 32
+    secret: str | None = field(default=None, repr=False)
+    secret_file: str | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for attr, (name, parse, default, _) in SETTINGS.items():
+            raw = env.get(name, default)
+            if raw is not None:
+                values[attr] = parse(name, raw)
+        data_dir = Path(values.pop("data_dir")).expanduser().resolve()
+        database_url = values.pop("database_url", None) or f"sqlite:///{data_dir / 'ml-server.db'}"
+        return cls(data_dir=data_dir, database_url=database_url, **values)
+
+    def signing_key(self) -> bytes:
+        """The key that signs stored pickles; there is no default."""
+        if self.secret:
+            return self.secret.encode()
+        if self.secret_file:
+            try:
+                key = Path(self.secret_file).read_bytes().strip()
+            except OSError as e:
+                raise SettingsError(f"ML_SERVER_SECRET_FILE={self.secret_file!r} cannot be read: {e}") from e
+            if len(key) < 16:
+                raise SettingsError(f"ML_SERVER_SECRET_FILE={self.secret_file!r} holds fewer than 16 bytes")
+            return key
+        raise SettingsError("ML_SERVER_SECRET or ML_SERVER_SECRET_FILE must be set (the key that signs stored models)")
+
+
+def ensure_secret_file(path: Path) -> Path:
+    """Create a random signing key at `path` (mode 0600) unless one is there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path

@@ -1,0 +1,31 @@
+"""Enums shared by the schemas, the store's columns and the client."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """Lifecycle of one training session (one version of a model)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Status.DONE, Status.FAILED)
+
+
+class JobKind(StrEnum):
+    """What a training session does: a full `fit` or a `partial_fit` update."""
+
+    FIT = "fit"
+    UPDATE = "update"
+
+
+class Backend(StrEnum):
+    """How a fitted estimator is serialized into the store."""
+
+    JOBLIB = "joblib"

@@ -1,0 +1,103 @@
+"""The AMQP topology: exchanges, queues, routing keys, headers, message types.
+
+Every name on the broker is built here, from a namespace (default
+`ml-server`), so several deployments (or test runs) can share one broker.
+
+    <ns>.jobs      direct exchange, durable: fit/update/predict jobs
+    <ns>.events    topic exchange, durable: status events
+    <ns>.dead      direct exchange, durable: dead-lettered train jobs
+
+    <ns>.<family>.train    quorum queue, bound to jobs with "<family>.train"
+    <ns>.<family>.predict  classic queue, bound to jobs with "<family>.predict"
+    <ns>.<family>.dead     quorum queue, bound to dead with "<family>.train"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class Header:
+    """AMQP header names. Values are strings or integers; dicts travel as JSON text."""
+
+    JOB_ID = "x-job-id"
+    MODEL_KEY = "x-model-key"
+    FAMILY = "x-family"
+    VERSION = "x-version"
+    KIND = "x-kind"
+    MODKWARGS = "x-modkwargs"
+    ALGKWARGS = "x-algkwargs"
+    KWARGS = "x-kwargs"
+    STATUS = "x-status"
+    ERROR_CODE = "x-error-code"
+    ERROR_MESSAGE = "x-error-message"
+    ERROR_FIELDS = "x-error-fields"
+    EVENT = "x-event"
+
+
+class MessageType:
+    """Values of the AMQP `type` property."""
+
+    FIT = "fit"
+    UPDATE = "update"
+    PREDICT = "predict"
+    REPLY = "predict.reply"
+    STATUS = "status"
+
+
+# Train jobs delivered this many times (each delivery ended by a dead consumer)
+# are dead-lettered instead of killing yet another consumer.
+DELIVERY_LIMIT = 5
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespace: str = "ml-server"
+
+    @property
+    def jobs_exchange(self) -> str:
+        return f"{self.namespace}.jobs"
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def dead_exchange(self) -> str:
+        return f"{self.namespace}.dead"
+
+    def train_queue(self, family: str) -> str:
+        return f"{self.namespace}.{family}.train"
+
+    def predict_queue(self, family: str) -> str:
+        return f"{self.namespace}.{family}.predict"
+
+    def dead_queue(self, family: str) -> str:
+        return f"{self.namespace}.{family}.dead"
+
+    def reply_queue(self, instance: str) -> str:
+        return f"{self.namespace}.reply.{instance}"
+
+    @staticmethod
+    def train_key(family: str) -> str:
+        return f"{family}.train"
+
+    @staticmethod
+    def predict_key(family: str) -> str:
+        return f"{family}.predict"
+
+    @staticmethod
+    def event_key(family: str, model_key: str) -> str:
+        return f"{family}.{model_key}"
+
+    def train_queue_arguments(self) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": self.dead_exchange,
+        }
+
+    @staticmethod
+    def dead_queue_arguments() -> dict[str, Any]:
+        return {"x-queue-type": "quorum"}

@@ -1,0 +1,127 @@
+"""The aiohttp application: lifecycle, one error middleware, operational routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from contracts.errors import MLServerError, NotFound, PayloadTooLarge, Unavailable
+from contracts.settings import Settings
+from contracts.store import create_schema, make_engine
+
+from .records import Records
+from .routes import json_response, routes
+from .rpc import Broker
+from .state import BROKER, RECORDS, SETTINGS
+
+log = logging.getLogger(__name__)
+
+ops = web.RouteTableDef()
+
+
+@ops.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up."""
+    return json_response({"status": "ok"})
+
+
+@ops.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Broker and store both reachable: 200, else 503 naming what is not."""
+    checks: dict[str, str] = {"broker": "ok" if request.app[BROKER].ready else "unavailable"}
+    try:
+        await asyncio.wait_for(request.app[RECORDS].ping(), 3)
+        checks["store"] = "ok"
+    except Exception as e:  # any failure to answer SELECT 1 means not ready
+        checks["store"] = f"unavailable: {type(e).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return json_response({"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503)
+
+
+@ops.get("/families")
+async def families(request: web.Request) -> web.Response:
+    """The families consumers have registered, with their parameters and whether they support update."""
+    infos = await request.app[RECORDS].families(refresh=True)
+    return json_response(
+        {
+            "families": [
+                {
+                    "name": f.name,
+                    "supervised": f.supervised,
+                    "supports_update": f.supports_update,
+                    "params": f.params,
+                    "methods": f.methods,
+                }
+                for f in infos.values()
+            ]
+        }
+    )
+
+
+def error_response(error: MLServerError) -> web.Response:
+    return web.Response(
+        status=error.status,
+        body=orjson.dumps({"error": error.to_wire()}),
+        content_type="application/json",
+    )
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """The one place errors become responses: `{error: {code, message, fields?}}`."""
+    try:
+        return await handler(request)
+    except MLServerError as e:
+        return error_response(e)
+    except web.HTTPRequestEntityTooLarge as e:
+        return error_response(PayloadTooLarge(f"body is over the {request.app[SETTINGS].max_body}-byte limit"))
+    except web.HTTPNotFound:
+        return error_response(NotFound(f"no route {request.method} {request.path}"))
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        err = MLServerError(e.reason or "error")
+        err.status, err.code = e.status, e.reason.lower().replace(" ", "_") if e.reason else "error"
+        return error_response(err)
+    except (OperationalError, DBAPIError, OSError) as e:
+        log.warning("store unavailable during %s %s: %s", request.method, request.path, e)
+        return error_response(Unavailable("the store is unavailable"))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response(MLServerError("internal error; the gateway's log has the details"))
+
+
+def make_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=settings.max_body)
+    app[SETTINGS] = settings
+    app.add_routes(ops)
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_store)
+    app.cleanup_ctx.append(_broker)
+    return app
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    await create_schema(engine)
+    app[RECORDS] = Records(engine)
+    yield
+    await engine.dispose()
+
+
+async def _broker(app: web.Application) -> AsyncIterator[None]:
+    broker = Broker(app[SETTINGS])
+    await broker.connect()
+    app[BROKER] = broker
+    yield
+    await broker.close()

@@ -1,0 +1,109 @@
+"""`ml-server`: the command line.
+
+    ml-server run [--families a,b]   gateway + one consumer per family, for local use
+    ml-server gateway                the REST gateway alone
+    ml-server consumer FAMILY        one consumer
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from contracts.settings import Settings, SettingsError, ensure_secret_file
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ml-server", description="Train and serve scikit-learn models over REST and RabbitMQ.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="start the gateway and one consumer per family (local use)",
+        description="Start the gateway and one consumer process per family, restart consumers that die, "
+        "and stop everything on Ctrl-C or SIGTERM. Without ML_SERVER_SECRET(_FILE), a signing key is "
+        "generated into <data dir>/secret.",
+    )
+    run.add_argument(
+        "--families",
+        default=None,
+        help="comma-separated families to serve (default: every built-in family)",
+    )
+    sub.add_parser("gateway", help="start the REST gateway", add_help=False)
+    sub.add_parser("consumer", help="start one consumer: ml-server consumer FAMILY", add_help=False)
+    args, rest = p.parse_known_args(argv)
+    if args.command == "gateway":
+        from .__main__ import main as gateway_main
+
+        return gateway_main(rest)
+    if args.command == "consumer":
+        from consumers.__main__ import main as consumer_main
+
+        return consumer_main(rest)
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
+    return _run(args.families)
+
+
+def _run(families_arg: str | None) -> int:
+    from consumers.families import BUILTIN
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        print(f"ml-server: {e}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    if not settings.secret and not settings.secret_file:
+        env["ML_SERVER_SECRET_FILE"] = str(ensure_secret_file(settings.data_dir / "secret"))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    families = families_arg.split(",") if families_arg else list(BUILTIN)
+
+    commands = {"gateway": [sys.executable, "-m", "gateway"]}
+    commands.update({f"consumer {f}": [sys.executable, "-m", "consumers", f] for f in families})
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for name, cmd in commands.items():
+        procs[name] = subprocess.Popen(cmd, env=env)
+    print(
+        f"ml-server: gateway on http://{settings.host}:{settings.port}, consumers: {', '.join(families)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    code = 0
+    while not stopping:
+        time.sleep(0.5)
+        for name, proc in list(procs.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            if name == "gateway":
+                print(f"ml-server: the gateway exited with {rc}; stopping", file=sys.stderr)
+                stopping, code = True, rc or 1
+                break
+            print(f"ml-server: {name} exited with {rc}; restarting it", file=sys.stderr)
+            procs[name] = subprocess.Popen(commands[name], env=env)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

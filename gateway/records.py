@@ -1,0 +1,172 @@
+"""What the gateway reads and writes in the store.
+
+A fit or update is written (`queued`, new version) before it is published;
+the version number comes from the store under a unique constraint, so two
+requests racing for the same model get distinct versions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from contracts.errors import NotFound, NotTrained, TrainingFailed
+from contracts.status import JobKind, Status
+from contracts.store import Family as FamilyRow, Model, TrainingSession, utcnow
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    name: str
+    supervised: bool
+    supports_update: bool
+    params: list[str]
+    methods: list[str]
+
+
+class Records:
+    def __init__(self, engine: AsyncEngine, family_ttl: float = 2.0) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._families: dict[str, FamilyInfo] = {}
+        self._families_at = 0.0
+        self._family_ttl = family_ttl
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def families(self, refresh: bool = False) -> dict[str, FamilyInfo]:
+        if refresh or time.monotonic() - self._families_at > self._family_ttl:
+            async with self.sessions() as db:
+                rows = (await db.execute(select(FamilyRow).order_by(FamilyRow.name))).scalars().all()
+            self._families = {
+                r.name: FamilyInfo(r.name, r.supervised, r.supports_update, list(r.params), list(r.methods))
+                for r in rows
+            }
+            self._families_at = time.monotonic()
+        return self._families
+
+    async def family(self, name: str) -> FamilyInfo:
+        info = (await self.families()).get(name) or (await self.families(refresh=True)).get(name)
+        if info is None:
+            known = ", ".join(self._families) or "none yet: start a consumer"
+            raise NotFound(f"unknown model family {name!r}; served families: {known}")
+        return info
+
+    async def submit_fit(
+        self, family: str, model_key: str, name: str | None, params: dict[str, Any], retrain: bool
+    ) -> tuple[TrainingSession, bool]:
+        """(session, True) for a new queued version; (latest session, False) when it exists and no retrain."""
+        for attempt in range(5):
+            try:
+                async with self.sessions.begin() as db:
+                    model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
+                    if model is None:
+                        model = Model(model_key=model_key, family=family, name=name)
+                        db.add(model)
+                        await db.flush()
+                    latest = await self._latest(db, model.id)
+                    if latest is not None and not retrain and latest.status is not Status.FAILED:
+                        return latest, False
+                    session = TrainingSession(
+                        model_id=model.id,
+                        version=(latest.version + 1) if latest else 1,
+                        kind=JobKind.FIT,
+                        status=Status.QUEUED,
+                        params=params,
+                        attempts=0,
+                    )
+                    db.add(session)
+                    await db.flush()
+                    return session, True
+            except IntegrityError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def submit_update(self, family: str, model_key: str, params: dict[str, Any]) -> TrainingSession:
+        for attempt in range(5):
+            try:
+                async with self.sessions.begin() as db:
+                    model = await self._model(db, family, model_key)
+                    done = (
+                        await db.execute(
+                            select(func.count())
+                            .select_from(TrainingSession)
+                            .where(TrainingSession.model_id == model.id, TrainingSession.status == Status.DONE)
+                        )
+                    ).scalar_one()
+                    latest = await self._latest(db, model.id)
+                    if not done:
+                        if latest is not None and latest.status is Status.FAILED:
+                            raise TrainingFailed(f"model {model_key!r} failed to train: {latest.error}")
+                        raise NotTrained(f"model {model_key!r} has no trained version to update yet")
+                    assert latest is not None
+                    session = TrainingSession(
+                        model_id=model.id,
+                        version=latest.version + 1,
+                        kind=JobKind.UPDATE,
+                        status=Status.QUEUED,
+                        params=params,
+                        attempts=0,
+                    )
+                    db.add(session)
+                    await db.flush()
+                    return session
+            except IntegrityError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def fail(self, session_id: int, error: str) -> None:
+        async with self.sessions.begin() as db:
+            await db.execute(
+                update(TrainingSession)
+                .where(TrainingSession.id == session_id, TrainingSession.status == Status.QUEUED)
+                .values(status=Status.FAILED, error=error, finished_at=utcnow())
+            )
+
+    async def status(self, family: str, model_key: str) -> tuple[Model, TrainingSession]:
+        async with self.sessions() as db:
+            model = await self._model(db, family, model_key)
+            latest = await self._latest(db, model.id)
+            if latest is None:  # a model row is only ever created with its first session
+                raise NotFound(f"model {model_key!r} has no training sessions")
+            return model, latest
+
+    async def delete(self, family: str, model_key: str) -> int:
+        async with self.sessions.begin() as db:
+            model = await self._model(db, family, model_key)
+            n = (
+                await db.execute(
+                    select(func.count()).select_from(TrainingSession).where(TrainingSession.model_id == model.id)
+                )
+            ).scalar_one()
+            await db.execute(delete(Model).where(Model.id == model.id))
+            return int(n)
+
+    @staticmethod
+    async def _model(db: Any, family: str, model_key: str) -> Model:
+        model = (
+            await db.execute(select(Model).where(Model.model_key == model_key, Model.family == family))
+        ).scalar_one_or_none()
+        if model is None:
+            raise NotFound(f"no {family} model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
+        return model
+
+    @staticmethod
+    async def _latest(db: Any, model_id: int) -> TrainingSession | None:
+        return (
+            await db.execute(
+                select(TrainingSession)
+                .where(TrainingSession.model_id == model_id)
+                .order_by(TrainingSession.version.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()

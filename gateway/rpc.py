@@ -1,0 +1,142 @@
+"""The gateway's side of the broker: confirmed job publishing and predict RPC.
+
+Train jobs are published persistent, mandatory, with publisher confirms, and
+the gateway answers 202 only after the broker confirmed. Predicts go out with
+a `reply_to` naming this process's exclusive reply queue, a `correlation_id`,
+and an `expiration` equal to the caller's deadline; replies are matched to
+waiting futures by correlation id. Every future has a timeout and is removed
+on reply, on timeout and when the connection drops. (aio-pika's
+`patterns.RPC` pickles its payloads and has no timeout, so it is not used.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.exceptions import DeliveryError, PublishError
+from aiormq.exceptions import AMQPError
+
+from contracts.errors import DeadlineExceeded, Unavailable
+from contracts.frames import PARQUET
+from contracts.settings import Settings
+from contracts.topology import MessageType, Topology
+
+log = logging.getLogger(__name__)
+
+Reply = tuple[dict[str, Any], bytes]
+
+
+class Broker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topology = Topology(settings.namespace)
+        self.instance = uuid.uuid4().hex[:12]
+        self.connection: AbstractRobustConnection | None = None
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
+
+    async def connect(self, deadline: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + deadline
+        while True:
+            try:
+                self.connection = await aio_pika.connect_robust(
+                    self.settings.broker_url,
+                    timeout=10,
+                    client_properties={"connection_name": f"gateway {self.instance}"},
+                )
+                break
+            except (AMQPError, ConnectionError, OSError, asyncio.TimeoutError) as e:
+                if loop.time() > give_up:
+                    raise Unavailable(f"cannot connect to the broker: {e}") from e
+                log.warning("broker not reachable yet (%s); retrying", e)
+                await asyncio.sleep(1)
+        self.connection.close_callbacks.add(self._on_close)
+        self.channel: AbstractChannel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        self.jobs: AbstractExchange = await self.channel.declare_exchange(
+            self.topology.jobs_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        await self.channel.declare_exchange(self.topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        self.reply_channel = await self.connection.channel(publisher_confirms=False)
+        self.reply_queue = await self.reply_channel.declare_queue(
+            self.topology.reply_queue(self.instance), exclusive=True, auto_delete=True
+        )
+        await self.reply_queue.consume(self._on_reply, no_ack=True)
+
+    async def close(self) -> None:
+        self._fail_pending(Unavailable("the gateway is shutting down"))
+        if self.connection is not None:
+            await self.connection.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.connection is not None and not self.connection.is_closed and not self.channel.is_closed
+
+    async def publish_job(self, family: str, body: bytes, headers: dict[str, Any], kind: str) -> None:
+        """Persistent, confirmed, mandatory; Unavailable (503) if that can't be had in time."""
+        message = aio_pika.Message(
+            body,
+            headers=headers,
+            content_type=PARQUET,
+            type=kind,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(headers.get("x-job-id", "")),
+        )
+        await self._publish(message, self.topology.train_key(family), what=f"{kind} job")
+
+    async def call(self, family: str, body: bytes, headers: dict[str, Any], timeout: float) -> Reply:
+        """Publish a predict and wait for its reply, for `timeout` seconds at most."""
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            message = aio_pika.Message(
+                body,
+                headers=headers,
+                content_type=PARQUET,
+                type=MessageType.PREDICT,
+                correlation_id=correlation_id,
+                reply_to=self.reply_queue.name,
+                expiration=timeout,
+            )
+            await self._publish(message, self.topology.predict_key(family), what="predict")
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(f"no {family} consumer answered within {timeout:g}s") from None
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    async def _publish(self, message: aio_pika.Message, routing_key: str, what: str) -> None:
+        if not self.ready:
+            raise Unavailable(f"the broker is unavailable; the {what} was not accepted")
+        try:
+            await asyncio.wait_for(
+                self.jobs.publish(message, routing_key, mandatory=True), self.settings.publish_timeout
+            )
+        except PublishError as e:
+            raise Unavailable(f"no queue takes {routing_key!r} (no consumer has declared it); the {what} was not accepted") from e
+        except DeliveryError as e:
+            raise Unavailable(f"the broker refused the {what}: {e}") from e
+        except asyncio.TimeoutError as e:
+            raise Unavailable(f"the broker did not confirm the {what} within {self.settings.publish_timeout:g}s") from e
+        except (AMQPError, ConnectionError, RuntimeError) as e:
+            raise Unavailable(f"the broker is unavailable ({type(e).__name__}); the {what} was not accepted") from e
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._pending.pop(message.correlation_id or "", None)
+        if future is not None and not future.done():
+            future.set_result((dict(message.headers or {}), message.body))
+
+    def _on_close(self, *_: Any) -> None:
+        self._fail_pending(Unavailable("the connection to the broker was lost"))
+
+    def _fail_pending(self, error: Exception) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)

@@ -1,0 +1,14 @@
+"""Typed keys for what the application holds for its lifetime."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from contracts.settings import Settings
+
+from .records import Records
+from .rpc import Broker
+
+SETTINGS = web.AppKey("settings", Settings)
+RECORDS = web.AppKey("records", Records)
+BROKER = web.AppKey("broker", Broker)
