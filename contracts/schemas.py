@@ -132,6 +132,7 @@ class StatusResponse(TrainResponse):
     error = fields.String(allow_none=True)
     rows = fields.Integer(allow_none=True)
     attempts = fields.Integer()
+    worker = fields.String(allow_none=True)
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)

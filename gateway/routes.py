@@ -256,6 +256,7 @@ async def status(request: web.Request) -> web.Response:
                 "error": session.error,
                 "rows": session.rows,
                 "attempts": session.attempts,
+                "worker": session.worker,
                 "created_at": session.created_at,
                 "started_at": session.started_at,
                 "finished_at": session.finished_at,

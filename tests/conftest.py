@@ -1,0 +1,83 @@
+"""Fixtures: real RabbitMQ, real databases (SQLite file; PostgreSQL when it answers), real processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .stack import POSTGRES_URL, Stack
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _postgres_answers() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, empty database for the session: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'ml-server.db'}"
+        return
+    if not _postgres_answers():
+        if IN_CI:
+            pytest.fail("CI must run the PostgreSQL variant, but nothing answers on 127.0.0.1:5432")
+        pytest.skip("PostgreSQL does not answer on 127.0.0.1:5432")
+    import psycopg
+
+    name = f"mls_test_{uuid.uuid4().hex[:10]}"
+    admin = POSTGRES_URL
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield admin.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+STANDARD_FAMILIES = ("logreg", "linreg", "nn", "sgd", "kmeans")
+
+
+@pytest.fixture(scope="session")
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A gateway and one consumer per standard family, shared by the tests of one database."""
+    s = Stack(database_url, tmp_path_factory.mktemp("stack"))
+    try:
+        for family in STANDARD_FAMILIES:
+            s.start_consumer(family, wait=False)
+        s.start_gateway()
+        for family in STANDARD_FAMILIES:
+            s.wait_consumers(family)
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def fresh_stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """An empty stack of its own (no consumers yet), for tests that kill or add processes."""
+    s = Stack(database_url, tmp_path / "stack")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for name in ("stack", "fresh_stack"):
+            s = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+            if isinstance(s, Stack):
+                report.sections.append((f"{name} logs", s.logs()))

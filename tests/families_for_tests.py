@@ -1,0 +1,31 @@
+"""Families defined outside the package, loaded by consumers as `tests.families_for_tests:NAME`.
+
+`slow` is a logistic regression whose fit sleeps `delay` seconds first (in
+small steps), so tests can catch a consumer in the middle of a fit.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sklearn.linear_model import LogisticRegression
+
+from consumers.families import Family
+
+
+class SlowLogisticRegression(LogisticRegression):
+    def __init__(self, delay: float = 2.0, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.delay = delay
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        return {**super().get_params(deep), "delay": self.delay}
+
+    def fit(self, X, y, sample_weight=None):  # type: ignore[no-untyped-def,override]
+        end = time.monotonic() + self.delay
+        while time.monotonic() < end:
+            time.sleep(0.05)
+        return super().fit(X, y, sample_weight)
+
+
+slow = Family("slow", SlowLogisticRegression, methods=("predict", "predict_proba"))

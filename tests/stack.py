@@ -1,0 +1,151 @@
+"""Real processes for integration tests: a gateway and consumers on loopback.
+
+A `Stack` runs `python -m gateway` and `python -m consumers FAMILY` as child
+processes, against the real RabbitMQ and a real database, under a namespace
+of their own so that nothing else on the broker is touched. Logs go to files
+that are printed when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKER_URL = os.environ.get("ML_SERVER_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
+POSTGRES_URL = os.environ.get("ML_SERVER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+        except (requests.RequestException, OSError) as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, database_url: str, workdir: Path, broker_url: str = BROKER_URL, **env: str) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.namespace = f"test-{uuid.uuid4().hex[:8]}"
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "ML_SERVER_DATA_DIR": str(workdir / "data"),
+            "ML_SERVER_DATABASE_URL": database_url,
+            "ML_SERVER_BROKER_URL": broker_url,
+            "ML_SERVER_NAMESPACE": self.namespace,
+            "ML_SERVER_PORT": str(self.port),
+            "ML_SERVER_SECRET": uuid.uuid4().hex,
+            "ML_SERVER_LOG_LEVEL": "INFO",
+            **env,
+        }
+        self.database_url = database_url
+        self.gateway: subprocess.Popen[bytes] | None = None
+        self.consumers: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._logs: list[Path] = []
+
+    # ---- processes -----------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
+        log = self.workdir / f"{name}-{len(self._logs)}.log"
+        self._logs.append(log)
+        with log.open("wb") as out:  # the child keeps its own descriptor
+            return subprocess.Popen(
+                [sys.executable, *args], env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+            )
+
+    def start_gateway(self, **env: str) -> None:
+        self.gateway = self._spawn("gateway", ["-m", "gateway"], **env)
+        wait_for(lambda: self._alive(self.gateway) and requests.get(f"{self.url}/readyz", timeout=2).ok, 60, what="gateway ready")
+
+    def start_consumer(self, family: str, wait: bool = True, **env: str) -> subprocess.Popen[bytes]:
+        proc = self._spawn(f"consumer-{family.split(':')[-1]}", ["-m", "consumers", family], **env)
+        self.consumers.append((family, proc))
+        if wait:
+            self.wait_consumers(family.split(":")[-1], count=sum(1 for f, p in self.consumers if f == family and p.poll() is None))
+        return proc
+
+    def wait_consumers(self, family: str, count: int = 1) -> None:
+        """Until `count` consumers are on the family's train and predict queues."""
+        queues = [f"{self.namespace}.{family}.train", f"{self.namespace}.{family}.predict"]
+
+        def ready() -> bool:
+            out = subprocess.run(
+                ["rabbitmqctl", "-q", "list_queues", "name", "consumers"], capture_output=True, text=True, timeout=30
+            ).stdout
+            have = dict(line.split("\t")[:2] for line in out.splitlines() if "\t" in line)
+            return all(int(have.get(q, 0)) >= count for q in queues)
+
+        wait_for(ready, 90, interval=0.3, what=f"{count} consumer(s) of {family}")
+
+    @staticmethod
+    def _alive(proc: subprocess.Popen[bytes] | None) -> bool:
+        if proc is None or proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode if proc else None}")
+        return True
+
+    def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        procs = [p for _, p in self.consumers] + ([self.gateway] if self.gateway else [])
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {p.name}\n{p.read_text(errors='replace')[-6000:]}" for p in self._logs if p.exists())
+
+    # ---- HTTP ----------------------------------------------------------------
+
+    def family_url(self, family: str) -> str:
+        return f"{self.url}/{family}"
+
+    def status(self, family: str, model_key: str) -> dict[str, Any]:
+        r = requests.get(self.family_url(family), params={"model_key": model_key}, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_finished(self, family: str, model_key: str, timeout: float = 60.0, version: int | None = None) -> dict[str, Any]:
+        def finished() -> dict[str, Any] | None:
+            s = self.status(family, model_key)
+            if s["status"] in ("done", "failed") and (version is None or s["version"] >= version):
+                return s
+            return None
+
+        return wait_for(finished, timeout, what=f"{family} model {model_key} finished")
