@@ -1,7 +1,8 @@
 """Loaded estimators, kept in memory so no predict deserializes a model.
 
-Keyed by the training session's id, which is unique for ever: a model deleted
-and fitted again under the same key gets new sessions, never a stale hit.
+Keyed by model key and training session id; session ids are never reused,
+so a model deleted and fitted again under the same key gets new sessions,
+never a stale hit.
 """
 
 from __future__ import annotations
@@ -21,21 +22,21 @@ class Loaded:
 class ModelCache:
     def __init__(self, size: int = 64) -> None:
         self.size = size
-        self._items: OrderedDict[int, Loaded] = OrderedDict()
+        self._items: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, session_id: int) -> Loaded | None:
-        item = self._items.get(session_id)
+    def get(self, key: tuple[str, int]) -> Loaded | None:
+        item = self._items.get(key)
         if item is None:
             self.misses += 1
             return None
         self.hits += 1
-        self._items.move_to_end(session_id)
+        self._items.move_to_end(key)
         return item
 
-    def put(self, session_id: int, item: Loaded) -> None:
-        self._items[session_id] = item
-        self._items.move_to_end(session_id)
+    def put(self, key: tuple[str, int], item: Loaded) -> None:
+        self._items[key] = item
+        self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)

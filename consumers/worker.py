@@ -238,12 +238,13 @@ class Worker:
         except ValidationError as e:
             raise InvalidInput(f"invalid predict headers: {e.messages}", fields=e.messages) from e
         where = await self.records.servable(self.family.name, job["model_key"], job["version"])
-        loaded = self.cache.get(where.session_id)
+        cache_key = (job["model_key"], where.session_id)
+        loaded = self.cache.get(cache_key)
         if loaded is None:
             art = await self.records.artifact(where.session_id)
             estimator = await asyncio.to_thread(backends.load, art.data, self.key, art.backend)
             loaded = Loaded(estimator, art.meta, where.version)
-            self.cache.put(where.session_id, loaded)
+            self.cache.put(cache_key, loaded)
         x = ParquetCodec.decode(message.body)
         kwargs = dict(job["kwargs"])
         method = kwargs.pop("method", "predict")

@@ -32,6 +32,15 @@ TARGET_METADATA_KEY = b"ml_server.target"
 TARGET_NAMES_METADATA_KEY = b"ml_server.target_names"
 ORIENTS = ("split", "records", "index", "columns", "values", "table")
 
+# Values are taken as JSON typed them: no guessing that a column named like a
+# date holds dates (pandas 3 does no such guessing with dtype=False; pandas 2
+# needs to be told explicitly).
+_NO_DATE_GUESSING: dict[str, Any] = (
+    {"dtype": False}
+    if int(pd.__version__.split(".")[0]) >= 3
+    else {"dtype": False, "convert_dates": False, "keep_default_dates": False}
+)
+
 # Small frames are written uncompressed and without statistics: for a few rows
 # the codec's fixed cost dominates and compression buys nothing.
 _COMPRESS_ABOVE_CELLS = 200_000
@@ -96,9 +105,7 @@ class JsonCodec:
         """`value` is the JSON text (the seed's format) or the already parsed JSON."""
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
         try:
-            frame = pd.read_json(
-                io.StringIO(text), orient=orient, convert_dates=False, keep_default_dates=False, typ="frame"
-            )
+            frame = pd.read_json(io.StringIO(text), orient=orient, typ="frame", **_NO_DATE_GUESSING)
         except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as e:
             raise DecodeError(
                 f"{what}: not a DataFrame in orient {orient!r}: {e}", fields={what: [f"not a DataFrame in orient {orient!r}"]}

@@ -67,8 +67,14 @@ def _enum(cls: type) -> Enum:
     return Enum(cls, values_callable=lambda e: [m.value for m in e], native_enum=False, length=16)
 
 
+# Ids are never reused (SQLite would reuse a deleted row's id without
+# AUTOINCREMENT): consumers cache loaded models by session id.
+_NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class Model(Base):
     __tablename__ = "models"
+    __table_args__ = _NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -79,7 +85,7 @@ class Model(Base):
 
 class TrainingSession(Base):
     __tablename__ = "sessions"
-    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_sessions_model_version"),)
+    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_sessions_model_version"), _NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
@@ -99,6 +105,7 @@ class TrainingSession(Base):
 
 class Artifact(Base):
     __tablename__ = "artifacts"
+    __table_args__ = _NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), unique=True)
