@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -66,6 +66,48 @@ class Records:
                 return
             except IntegrityError:
                 continue  # another consumer of the family registered at the same moment
+
+    async def adopt(self, family: str, job: dict[str, Any], ref: str) -> int | None:
+        """The session of a job published without one (straight to the broker), created once per `ref`.
+
+        None when the model_key belongs to another family (the job can't be recorded).
+        """
+        for attempt in range(5):
+            try:
+                async with self.sessions.begin() as db:
+                    existing = (
+                        await db.execute(select(TrainingSession.id).where(TrainingSession.job_ref == ref))
+                    ).scalar_one_or_none()
+                    if existing is not None:
+                        return existing
+                    model = (await db.execute(select(Model).where(Model.model_key == job["model_key"]))).scalar_one_or_none()
+                    if model is None:
+                        model = Model(model_key=job["model_key"], family=family, name=job["name"])
+                        db.add(model)
+                        await db.flush()
+                    elif model.family != family:
+                        return None
+                    latest = (
+                        await db.execute(
+                            select(func.max(TrainingSession.version)).where(TrainingSession.model_id == model.id)
+                        )
+                    ).scalar_one_or_none()
+                    session = TrainingSession(
+                        model_id=model.id,
+                        version=(latest or 0) + 1,
+                        kind=job["kind"],
+                        status=Status.QUEUED,
+                        params={"modkwargs": job["modkwargs"], "algkwargs": job["algkwargs"], "name": job["name"]},
+                        attempts=0,
+                        job_ref=ref,
+                    )
+                    db.add(session)
+                    await db.flush()
+                    return session.id
+            except IntegrityError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
 
     async def claim(self, job_id: int) -> Claim | None:
         """Mark the session running; None when it is finished or gone (ack and forget)."""

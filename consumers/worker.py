@@ -12,6 +12,7 @@ Parquet frame, or with an error in the headers. Always answered.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -133,8 +134,17 @@ class Worker:
             log.error("malformed train message sent to the dead-letter queue: %s", e.messages)
             await _settle(message.reject(requeue=False))
             return
-        ctx = f"model={job['model_key']} version={job['version']} job={job['job_id']}"
+        ctx = f"model={job['model_key']}"
         try:
+            if job["job_id"] is None:
+                # Published straight to the broker: record the job first (once per message id).
+                ref = message.message_id or hashlib.sha256(message.body).hexdigest()
+                job["job_id"] = await self.records.adopt(self.family.name, job, ref)
+                if job["job_id"] is None:
+                    log.error("model %s belongs to another family; job sent to the dead-letter queue", job["model_key"])
+                    await _settle(message.reject(requeue=False))
+                    return
+            ctx = f"{ctx} job={job['job_id']}"
             outcome = await self._train(job, message.body, ctx)
         except (SQLAlchemyError, OSError) as e:
             # Could not record the outcome: don't ack; the job comes back.
@@ -148,16 +158,17 @@ class Worker:
             await _settle(message.nack(requeue=True))
             return
         if outcome is not None:
-            await self._publish_event(job["model_key"], job["version"], outcome)
+            await self._publish_event(job["model_key"], *outcome)
         await _settle(message.ack())
 
-    async def _train(self, job: dict[str, Any], body: bytes, ctx: str) -> Status | None:
+    async def _train(self, job: dict[str, Any], body: bytes, ctx: str) -> tuple[int, Status] | None:
         claim = await self.records.claim(job["job_id"])
         if claim is None:
             log.info("%s already finished or deleted; acked without running", ctx)
             return None
         loop = asyncio.get_running_loop()
         assert self._pool is not None
+        ctx = f"{ctx} version={claim.version}"
         log.info("%s %s started (attempt by %s)", ctx, claim.kind.value, WORKER)
         try:
             if claim.kind is JobKind.UPDATE:
@@ -175,12 +186,12 @@ class Worker:
         except jobs.JobError as e:
             log.warning("%s failed: %s", ctx, e)
             await self.records.fail(claim.session_id, str(e))
-            return Status.FAILED
+            return claim.version, Status.FAILED
         if await self.records.finish(
             claim.session_id, result.artifact, self.family.backend.value, result.meta, result.rows
         ):
             log.info("%s done in %.3fs", ctx, result.meta["fit_seconds"])
-            return Status.DONE
+            return claim.version, Status.DONE
         log.info("%s finished elsewhere first; result dropped", ctx)
         return None
 

@@ -157,11 +157,15 @@ class _Headers(Schema):
 
 
 class TrainHeaders(_Headers):
-    job_id = fields.Integer(required=True, data_key=Header.JOB_ID)
+    """A fit/update job. The gateway sends `job_id` and `version` (the session it wrote);
+    a service publishing directly leaves both out and the consumer records the job."""
+
+    job_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.JOB_ID)
     model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
     family = fields.String(required=True, data_key=Header.FAMILY, validate=FAMILY_NAME)
-    version = fields.Integer(required=True, data_key=Header.VERSION, validate=validate.Range(min=1))
-    kind = fields.Enum(JobKind, by_value=True, required=True, data_key=Header.KIND)
+    version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION, validate=validate.Range(min=1))
+    kind = fields.Enum(JobKind, by_value=True, load_default=JobKind.FIT, data_key=Header.KIND)
+    name = fields.String(load_default=None, allow_none=True, data_key=Header.NAME, validate=NAME_LENGTH)
     modkwargs = JsonDict(load_default=dict, data_key=Header.MODKWARGS)
     algkwargs = JsonDict(load_default=dict, data_key=Header.ALGKWARGS)
 

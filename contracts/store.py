@@ -97,6 +97,8 @@ class TrainingSession(Base):
     rows: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(128))
+    # For jobs published straight to the broker: the message id, so a redelivery finds its session.
+    job_ref: Mapped[str | None] = mapped_column(String(128), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,118 @@
+"""Talk to the consumers straight over RabbitMQ, without the gateway.
+
+This module uses nothing but the message contract (`contracts`) and aio-pika;
+it is the executable form of the README's "AMQP message contract" section.
+
+    key = await publish_fit(url, "logreg", x, y, model_key="churn-v1")
+    ...  # GET /logreg?model_key=churn-v1 or the status events say when it is done
+    yhat = await predict(url, "logreg", "churn-v1", x)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aio_pika
+import pandas as pd
+
+from contracts.errors import DeadlineExceeded, from_wire
+from contracts.frames import PARQUET, ParquetCodec, encode_training
+from contracts.schemas import PredictHeaders, ReplyHeaders, TrainHeaders
+from contracts.status import JobKind
+from contracts.topology import MessageType, Topology
+
+
+async def publish_fit(
+    broker_url: str,
+    family: str,
+    x: pd.DataFrame,
+    y: pd.DataFrame | pd.Series | None = None,
+    *,
+    model_key: str,
+    name: str | None = None,
+    modkwargs: dict[str, Any] | None = None,
+    algkwargs: dict[str, Any] | None = None,
+    kind: JobKind = JobKind.FIT,
+    namespace: str = "ml-server",
+    message_id: str | None = None,
+) -> str:
+    """Publish a fit (or update) job; returns its message id. Publishing the same id again is a no-op."""
+    topology = Topology(namespace)
+    if isinstance(y, pd.Series):
+        y = y.to_frame()
+    x = x.set_axis([str(c) for c in x.columns], axis=1)
+    if y is not None:
+        y = y.set_axis([str(c) for c in y.columns], axis=1)
+    headers = TrainHeaders().dump(
+        {"model_key": model_key, "family": family, "kind": kind, "name": name, "modkwargs": modkwargs or {}, "algkwargs": algkwargs or {}}
+    )
+    message_id = message_id or uuid.uuid4().hex
+    connection = await aio_pika.connect(broker_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.get_exchange(topology.jobs_exchange)
+        await exchange.publish(
+            aio_pika.Message(
+                encode_training(x, y),
+                headers={k: v for k, v in headers.items() if v is not None},
+                content_type=PARQUET,
+                type=kind.value,
+                message_id=message_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=topology.train_key(family),
+            mandatory=True,
+        )
+    return message_id
+
+
+async def predict(
+    broker_url: str,
+    family: str,
+    model_key: str,
+    x: pd.DataFrame,
+    *,
+    kwargs: dict[str, Any] | None = None,
+    version: int | None = None,
+    timeout: float = 30.0,
+    namespace: str = "ml-server",
+) -> pd.DataFrame:
+    """One predict as an RPC: our own exclusive reply queue, a correlation id, a deadline."""
+    topology = Topology(namespace)
+    headers = PredictHeaders().dump({"model_key": model_key, "version": version, "kwargs": kwargs or {}})
+    correlation_id = uuid.uuid4().hex
+    connection = await aio_pika.connect(broker_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        replies = await channel.declare_queue(exclusive=True, auto_delete=True)
+        answer: asyncio.Future[aio_pika.abc.AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
+
+        async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            if message.correlation_id == correlation_id and not answer.done():
+                answer.set_result(message)
+
+        await replies.consume(on_reply, no_ack=True)
+        exchange = await channel.get_exchange(topology.jobs_exchange)
+        await exchange.publish(
+            aio_pika.Message(
+                ParquetCodec.encode(x.set_axis([str(c) for c in x.columns], axis=1)),
+                headers={k: v for k, v in headers.items() if v is not None},
+                content_type=PARQUET,
+                type=MessageType.PREDICT,
+                correlation_id=correlation_id,
+                reply_to=replies.name,
+                expiration=timeout,
+            ),
+            routing_key=topology.predict_key(family),
+            mandatory=True,
+        )
+        try:
+            reply = await asyncio.wait_for(answer, timeout)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"no {family} consumer answered within {timeout:g}s") from None
+    status = ReplyHeaders().load(dict(reply.headers or {}))
+    if status["status"] != 200:
+        raise from_wire(status["code"] or "internal_error", status["message"] or "", status["fields"])
+    return ParquetCodec.decode(reply.body, what="prediction")
