@@ -42,6 +42,29 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def purge_namespace(namespace: str, broker_url: str = BROKER_URL) -> None:
+    """Delete the queues and exchanges a test namespace left on the broker."""
+    import asyncio
+
+    import aio_pika
+
+    def names(what: str) -> list[str]:
+        out = subprocess.run(["rabbitmqctl", "-q", what, "name"], capture_output=True, text=True, timeout=60).stdout
+        return [n for n in out.split() if n.startswith(f"{namespace}.")]
+
+    queues, exchanges = names("list_queues"), names("list_exchanges")
+
+    async def purge() -> None:
+        async with await aio_pika.connect(broker_url) as connection:
+            channel = await connection.channel()
+            for q in queues:
+                await channel.queue_delete(q)
+            for x in exchanges:
+                await channel.exchange_delete(x)
+
+    asyncio.run(purge())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,6 +150,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+        purge_namespace(self.namespace)
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name}\n{p.read_text(errors='replace')[-6000:]}" for p in self._logs if p.exists())

@@ -13,7 +13,7 @@ import requests
 
 from consumers.families import BUILTIN
 
-from .stack import BROKER_URL, ROOT, free_port, wait_for
+from .stack import BROKER_URL, ROOT, free_port, purge_namespace, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,4 +47,5 @@ def test_run_serves_every_builtin_family_and_stops_on_sigterm(tmp_path: Path) ->
     finally:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=60)
+        purge_namespace(env["ML_SERVER_NAMESPACE"])
     assert rc == 0, log.read_text()
