@@ -58,6 +58,9 @@ class Worker:
         self._train_task: asyncio.Task[Any] | None = None
         self._pool: ProcessPoolExecutor | None = None
         self.connection: AbstractRobustConnection | None = None
+        self._predicts_in_flight = 0
+        self._predicts_idle = asyncio.Event()
+        self._predicts_idle.set()
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -104,14 +107,21 @@ class Worker:
         finally:
             await self.close()
 
-    async def close(self) -> None:
-        """Stop taking work; a fit in progress is left to redelivery (its message is unacked)."""
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop taking work, answer the predicts already taken, then disconnect.
+
+        A fit in progress is left to redelivery: its message is still unacked.
+        """
         log.info("consumer %s stopping", self.family.name)
         for queue, tag in ((self._train_q, self._train_tag), (self._predict_q, self._predict_tag)):
             try:
                 await queue.cancel(tag)
             except Exception:  # the channel may already be gone
                 pass
+        try:
+            await asyncio.wait_for(self._predicts_idle.wait(), grace)
+        except asyncio.TimeoutError:
+            log.warning("%d predicts still running after %.0fs; their callers will time out", self._predicts_in_flight, grace)
         if self.connection is not None:
             await self.connection.close()
         if self._pool is not None:
@@ -211,6 +221,16 @@ class Worker:
     # ---- predict -----------------------------------------------------------
 
     async def _on_predict(self, message: AbstractIncomingMessage) -> None:
+        self._predicts_in_flight += 1
+        self._predicts_idle.clear()
+        try:
+            await self._answer(message)
+        finally:
+            self._predicts_in_flight -= 1
+            if not self._predicts_in_flight:
+                self._predicts_idle.set()
+
+    async def _answer(self, message: AbstractIncomingMessage) -> None:
         body, status = b"", 200
         headers: dict[str, Any]
         try:
