@@ -22,9 +22,14 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDClassifier
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
+from marshmallow import ValidationError
+
+from contracts.schemas import FAMILY_NAME
 from contracts.status import Backend
 
 ENTRY_POINT_GROUP = "ml_server.families"
+# Paths the gateway serves itself; a family can't be named like them.
+RESERVED = frozenset({"families", "models", "healthz", "readyz", "metrics", "docs", "events"})
 PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
 
 
@@ -99,4 +104,10 @@ def load_family(spec: str) -> Family:
 def _check(obj: Any, spec: str) -> Family:
     if not isinstance(obj, Family):
         raise FamilyError(f"{spec!r} is a {type(obj).__name__}, not a consumers.Family")
+    try:
+        FAMILY_NAME(obj.name)
+    except ValidationError:
+        raise FamilyError(f"family name {obj.name!r} must match {FAMILY_NAME.regex.pattern}") from None
+    if obj.name in RESERVED:
+        raise FamilyError(f"family name {obj.name!r} is reserved by the gateway")
     return obj

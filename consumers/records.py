@@ -109,6 +109,29 @@ class Records:
                     raise
         raise AssertionError("unreachable")
 
+    async def earlier_open(self, job_id: int) -> bool:
+        """Whether a lower version of the same model is still queued or running (an update must wait)."""
+        async with self.sessions() as db:
+            me = (
+                await db.execute(
+                    select(TrainingSession.model_id, TrainingSession.version).where(TrainingSession.id == job_id)
+                )
+            ).first()
+            if me is None:
+                return False
+            n = (
+                await db.execute(
+                    select(func.count())
+                    .select_from(TrainingSession)
+                    .where(
+                        TrainingSession.model_id == me.model_id,
+                        TrainingSession.version < me.version,
+                        TrainingSession.status.in_(_OPEN),
+                    )
+                )
+            ).scalar_one()
+            return n > 0
+
     async def claim(self, job_id: int) -> Claim | None:
         """Mark the session running; None when it is finished or gone (ack and forget)."""
         async with self.sessions.begin() as db:

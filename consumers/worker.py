@@ -42,6 +42,14 @@ from .records import WORKER, Records
 
 log = logging.getLogger(__name__)
 
+# How long an update waits for the model's earlier versions before it gives its message back.
+UPDATE_ORDER_WAIT = 60.0
+
+
+class EarlierVersionPending(Exception):
+    """An update whose model still has a lower version queued or running."""
+
+
 # Frames up to this many rows are predicted on the event loop; bigger ones in a thread.
 _INLINE_ROWS = 2_000
 
@@ -162,6 +170,10 @@ class Worker:
             await asyncio.sleep(1)
             await _settle(message.nack(requeue=True))
             return
+        except EarlierVersionPending as e:
+            log.info("%s; job returned to the queue", e)
+            await _settle(message.nack(requeue=True))
+            return
         except BrokenProcessPool:
             log.error("%s the fit process died; job returned to the queue", ctx)
             self._pool = self._new_pool()
@@ -172,6 +184,8 @@ class Worker:
         await _settle(message.ack())
 
     async def _train(self, job: dict[str, Any], body: bytes, ctx: str) -> tuple[int, Status] | None:
+        if job["kind"] is JobKind.UPDATE:
+            await self._wait_for_earlier_versions(job["job_id"], ctx)
         claim = await self.records.claim(job["job_id"])
         if claim is None:
             log.info("%s already finished or deleted; acked without running", ctx)
@@ -204,6 +218,19 @@ class Worker:
             return claim.version, Status.DONE
         log.info("%s finished elsewhere first; result dropped", ctx)
         return None
+
+    async def _wait_for_earlier_versions(self, job_id: int, ctx: str) -> None:
+        """Updates apply in version order: wait while a lower version of the model is still open.
+
+        Another consumer holds that version (or the broker will redeliver it); if
+        it is stuck behind this very message, giving the message back after the
+        wait lets it through.
+        """
+        deadline = asyncio.get_running_loop().time() + UPDATE_ORDER_WAIT
+        while await self.records.earlier_open(job_id):
+            if asyncio.get_running_loop().time() > deadline:
+                raise EarlierVersionPending(f"{ctx}: an earlier version is still open")
+            await asyncio.sleep(0.2)
 
     async def _publish_event(self, model_key: str, version: int, status: Status) -> None:
         headers = StatusEvent().dump(

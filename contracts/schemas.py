@@ -118,6 +118,47 @@ class PredictRequest(PredictParams):
         return _decode_frames(data, ("x",))
 
 
+class ModelsQuery(_Strict):
+    family = fields.String(load_default=None, validate=FAMILY_NAME)
+    name = fields.String(load_default=None, validate=NAME_LENGTH)
+    status = fields.Enum(Status, by_value=True, load_default=None)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class VersionsQuery(_Strict):
+    status = fields.Enum(Status, by_value=True, load_default=None)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class VersionResponse(Schema):
+    version = fields.Integer()
+    kind = fields.Enum(JobKind, by_value=True)
+    status = fields.Enum(Status, by_value=True)
+    base_version = fields.Integer(allow_none=True)
+    params = fields.Dict()
+    rows = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    worker = fields.String(allow_none=True)
+    attempts = fields.Integer()
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    backend = fields.String(allow_none=True)
+    size = fields.Integer(allow_none=True)
+    digest = fields.String(allow_none=True)
+    metadata = fields.Dict(allow_none=True)
+
+
+class ModelResponse(Schema):
+    model_key = fields.String()
+    family = fields.String()
+    name = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    latest = fields.Raw(allow_none=True)  # a dumped VersionResponse
+
+
 class TrainResponse(Schema):
     model_key = fields.String()
     status = fields.Enum(Status, by_value=True)

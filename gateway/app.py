@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
+from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from contracts.errors import MLServerError, NotFound, PayloadTooLarge, Unavailable
+from contracts.errors import InvalidInput, MLServerError, NotFound, PayloadTooLarge, Unavailable
+from contracts.schemas import ModelResponse, ModelsQuery, VersionResponse, VersionsQuery
 from contracts.settings import Settings
 from contracts.store import create_schema, make_engine
 
@@ -61,6 +64,68 @@ async def families(request: web.Request) -> web.Response:
             ]
         }
     )
+
+
+def _version(session: Any, artifact: Any = None) -> dict[str, Any]:
+    return VersionResponse().dump(
+        {
+            "version": session.version,
+            "kind": session.kind,
+            "status": session.status,
+            "base_version": session.base_version,
+            "params": session.params,
+            "rows": session.rows,
+            "error": session.error,
+            "worker": session.worker,
+            "attempts": session.attempts,
+            "created_at": session.created_at,
+            "started_at": session.started_at,
+            "finished_at": session.finished_at,
+            "backend": artifact.backend if artifact is not None else None,
+            "size": artifact.size if artifact is not None else None,
+            "digest": artifact.digest if artifact is not None else None,
+            "metadata": artifact.meta if artifact is not None else None,
+        }
+    )
+
+
+@ops.get("/models")
+async def list_models(request: web.Request) -> web.Response:
+    """Models with their latest version; filters `family`, `name`, `status`; `limit`/`offset` pages."""
+    q = _query(ModelsQuery(), request)
+    total, rows = await request.app[RECORDS].list_models(q["family"], q["name"], q["status"], q["limit"], q["offset"])
+    models = [
+        ModelResponse().dump(
+            {"model_key": m.model_key, "family": m.family, "name": m.name, "created_at": m.created_at, "latest": _version(t)}
+        )
+        for m, t in rows
+    ]
+    return json_response({"models": models, "total": total, "limit": q["limit"], "offset": q["offset"]})
+
+
+@ops.get("/models/{model_key}/versions")
+async def list_versions(request: web.Request) -> web.Response:
+    """Every version of one model with its metadata (features, dtypes, score, package versions, params)."""
+    q = _query(VersionsQuery(), request)
+    model, total, rows = await request.app[RECORDS].versions(request.match_info["model_key"], q["status"], q["limit"], q["offset"])
+    return json_response(
+        {
+            "model_key": model.model_key,
+            "family": model.family,
+            "name": model.name,
+            "versions": [_version(t, a) for t, a in rows],
+            "total": total,
+            "limit": q["limit"],
+            "offset": q["offset"],
+        }
+    )
+
+
+def _query(schema: Any, request: web.Request) -> dict[str, Any]:
+    try:
+        return schema.load(dict(request.query))
+    except ValidationError as e:
+        raise InvalidInput(f"invalid query parameters: {e.messages}", fields=e.messages) from e
 
 
 def error_response(error: MLServerError) -> web.Response:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from contracts.errors import NotFound, NotTrained, TrainingFailed
 from contracts.status import JobKind, Status
-from contracts.store import Family as FamilyRow, Model, TrainingSession, utcnow
+from contracts.store import Artifact, Family as FamilyRow, Model, TrainingSession, utcnow
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,60 @@ class Records:
             ).scalar_one()
             await db.execute(delete(Model).where(Model.id == model.id))
             return int(n)
+
+    async def list_models(
+        self, family: str | None, name: str | None, status: Status | None, limit: int, offset: int
+    ) -> tuple[int, list[tuple[Model, TrainingSession]]]:
+        """Models with their latest version, newest first; filters on family, name and latest status."""
+        latest = (
+            select(TrainingSession.model_id, func.max(TrainingSession.version).label("version"))
+            .group_by(TrainingSession.model_id)
+            .subquery()
+        )
+        query = (
+            select(Model, TrainingSession)
+            .join(latest, latest.c.model_id == Model.id)
+            .join(
+                TrainingSession,
+                (TrainingSession.model_id == Model.id) & (TrainingSession.version == latest.c.version),
+            )
+        )
+        if family:
+            query = query.where(Model.family == family)
+        if name:
+            query = query.where(Model.name == name)
+        if status:
+            query = query.where(TrainingSession.status == status)
+        async with self.sessions() as db:
+            total = (await db.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+            rows = (await db.execute(query.order_by(Model.id.desc()).limit(limit).offset(offset))).all()
+        return int(total), [(m, t) for m, t in rows]
+
+    async def versions(
+        self, model_key: str, status: Status | None, limit: int, offset: int
+    ) -> tuple[Model, int, list[tuple[TrainingSession, Artifact | None]]]:
+        """A model's versions, newest first, with their artifacts' metadata (not their bytes)."""
+        async with self.sessions() as db:
+            model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
+            if model is None:
+                raise NotFound(f"no model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
+            query = select(TrainingSession).where(TrainingSession.model_id == model.id)
+            if status:
+                query = query.where(TrainingSession.status == status)
+            total = (await db.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+            sessions = (
+                await db.execute(query.order_by(TrainingSession.version.desc()).limit(limit).offset(offset))
+            ).scalars().all()
+            ids = [t.id for t in sessions]
+            arts = {}
+            if ids:
+                rows = await db.execute(
+                    select(Artifact.session_id, Artifact.backend, Artifact.size, Artifact.digest, Artifact.meta).where(
+                        Artifact.session_id.in_(ids)
+                    )
+                )
+                arts = {r.session_id: r for r in rows}
+        return model, int(total), [(t, arts.get(t.id)) for t in sessions]
 
     @staticmethod
     async def _model(db: Any, family: str, model_key: str) -> Model:
