@@ -11,13 +11,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from contracts.errors import NotFound, NotTrained, TrainingFailed
 from contracts.status import JobKind, Status
-from contracts.store import Artifact, Family as FamilyRow, Model, TrainingSession, utcnow
+from contracts.store import Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
 
 from .backends import digest
 from .families import Family
@@ -109,6 +109,14 @@ class Records:
                     raise
         raise AssertionError("unreachable")
 
+    async def payload(self, payload_id: int) -> bytes | None:
+        async with self.sessions() as db:
+            return (await db.execute(select(Payload.data).where(Payload.id == payload_id))).scalar_one_or_none()
+
+    async def drop_payload(self, payload_id: int) -> None:
+        async with self.sessions.begin() as db:
+            await db.execute(delete(Payload).where(Payload.id == payload_id))
+
     async def earlier_open(self, job_id: int) -> bool:
         """Whether a lower version of the same model is still queued or running (an update must wait)."""
         async with self.sessions() as db:
@@ -186,6 +194,7 @@ class Records:
                 if res.rowcount != 1:
                     await db.rollback()
                     return False
+                await db.execute(delete(Payload).where(Payload.session_id == job_id))
                 db.add(
                     Artifact(
                         session_id=job_id,
@@ -207,6 +216,7 @@ class Records:
                 .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
                 .values(status=Status.FAILED, finished_at=utcnow(), error=error[:4000])
             )
+            await db.execute(delete(Payload).where(Payload.session_id == job_id))
             return res.rowcount == 1
 
     async def servable(self, family: str, model_key: str, version: int | None) -> Servable:

@@ -163,7 +163,13 @@ class Worker:
                     await _settle(message.reject(requeue=False))
                     return
             ctx = f"{ctx} job={job['job_id']}"
-            outcome = await self._train(job, message.body, ctx)
+            body = message.body
+            if job["payload_id"] is not None:
+                stored = await self.records.payload(job["payload_id"])
+                body = stored if stored is not None else b""  # gone: the job already finished
+            outcome = await self._train(job, body, ctx)
+            if job["payload_id"] is not None:  # the session is finished either way
+                await self.records.drop_payload(job["payload_id"])
         except (SQLAlchemyError, OSError) as e:
             # Could not record the outcome: don't ack; the job comes back.
             log.error("%s store unavailable, job returned to the queue: %s", ctx, e)

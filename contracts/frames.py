@@ -46,8 +46,25 @@ _NO_DATE_GUESSING: dict[str, Any] = (
 _COMPRESS_ABOVE_CELLS = 200_000
 
 
+def _cell_problems(frame: pd.DataFrame) -> dict[str, str]:
+    """Columns no model (and no Parquet file) can take: containers in cells, or values of clashing types."""
+    problems: dict[str, str] = {}
+    for name, column in frame.items():
+        # Only object columns pandas can't type as one scalar kind can hold these; scan just those.
+        if column.dtype != object or not pd.api.types.infer_dtype(column, skipna=True).startswith("mixed"):
+            continue
+        if any(isinstance(v, (list, tuple, dict, set, np.ndarray)) for v in column):
+            problems[str(name)] = "lists or objects in cells (every cell must be a single value)"
+            continue
+        try:
+            pa.array(column, from_pandas=True)
+        except pa.ArrowException as e:  # e.g. numbers and strings in one column
+            problems[str(name)] = f"values of clashing types ({e})"
+    return problems
+
+
 def normalize(frame: pd.DataFrame, what: str = "x") -> pd.DataFrame:
-    """String column names, no duplicates, at least one column and one row."""
+    """String column names, no duplicates, at least one column and one row, one scalar per cell."""
     if not isinstance(frame, pd.DataFrame):
         raise DecodeError(f"{what}: expected a table, got {type(frame).__name__}", fields={what: ["not a table"]})
     columns = [str(c) for c in frame.columns]
@@ -63,6 +80,10 @@ def normalize(frame: pd.DataFrame, what: str = "x") -> pd.DataFrame:
         )
     if list(frame.columns) != columns:
         frame = frame.set_axis(columns, axis=1)
+    problems = _cell_problems(frame)
+    if problems:
+        detail = "; ".join(f"column {c!r}: {p}" for c, p in problems.items())
+        raise DecodeError(f"{what}: {detail}", fields={what: [f"column {c!r}: {p}" for c, p in problems.items()]})
     return frame
 
 

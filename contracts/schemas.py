@@ -207,6 +207,7 @@ class TrainHeaders(_Headers):
     version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION, validate=validate.Range(min=1))
     kind = fields.Enum(JobKind, by_value=True, load_default=JobKind.FIT, data_key=Header.KIND)
     name = fields.String(load_default=None, allow_none=True, data_key=Header.NAME, validate=NAME_LENGTH)
+    payload_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.PAYLOAD_ID)
     modkwargs = JsonDict(load_default=dict, data_key=Header.MODKWARGS)
     algkwargs = JsonDict(load_default=dict, data_key=Header.ALGKWARGS)
 

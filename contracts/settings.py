@@ -75,6 +75,12 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
     "host": ("ML_SERVER_HOST", _str, "127.0.0.1", "gateway bind address"),
     "port": ("ML_SERVER_PORT", _int, "8080", "gateway port"),
     "max_body": ("ML_SERVER_MAX_BODY", _int, str(256 * 2**20), "largest request body in bytes (413 above)"),
+    "inline_limit": (
+        "ML_SERVER_INLINE_LIMIT",
+        _int,
+        str(8 * 2**20),
+        "training data above this many bytes goes through the store, the message carries its id",
+    ),
     "predict_timeout": ("ML_SERVER_PREDICT_TIMEOUT", _float, "30", "seconds a predict waits for a consumer (504 after)"),
     "publish_timeout": ("ML_SERVER_PUBLISH_TIMEOUT", _float, "5", "seconds to get a publish confirmed (503 after)"),
     "predict_prefetch": ("ML_SERVER_PREDICT_PREFETCH", _int, "32", "predict messages a consumer takes at once"),
@@ -98,6 +104,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body: int = 256 * 2**20
+    inline_limit: int = 8 * 2**20
     predict_timeout: float = 30.0
     publish_timeout: float = 5.0
     predict_prefetch: int = 32

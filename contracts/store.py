@@ -3,6 +3,7 @@
     models     one row per model_key (family, optional name)
     sessions   one row per training session = one version of a model
     artifacts  the serialized estimator of a `done` session (at most one each)
+    payloads   training data sent by reference (too big for one message)
     families   what each served family is, as published by its consumers
 
 The store decides which result counts: a session becomes `done` only through
@@ -116,6 +117,22 @@ class Artifact(Base):
     digest: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Payload(Base):
+    """Training data too big for one broker message: stored first, the job carries its id.
+
+    Deleted by the consumer when the job ends (done or failed).
+    """
+
+    __tablename__ = "payloads"
+    __table_args__ = _NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

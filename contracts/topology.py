@@ -26,6 +26,7 @@ class Header:
     FAMILY = "x-family"
     VERSION = "x-version"
     KIND = "x-kind"
+    PAYLOAD_ID = "x-payload-id"
     NAME = "x-name"
     MODKWARGS = "x-modkwargs"
     ALGKWARGS = "x-algkwargs"

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from contracts.errors import NotFound, NotTrained, TrainingFailed
 from contracts.status import JobKind, Status
-from contracts.store import Artifact, Family as FamilyRow, Model, TrainingSession, utcnow
+from contracts.store import Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,13 @@ class Records:
                     raise
         raise AssertionError("unreachable")
 
+    async def store_payload(self, session_id: int, data: bytes) -> int:
+        async with self.sessions.begin() as db:
+            payload = Payload(session_id=session_id, data=data, size=len(data))
+            db.add(payload)
+            await db.flush()
+            return payload.id
+
     async def fail(self, session_id: int, error: str) -> None:
         async with self.sessions.begin() as db:
             await db.execute(
@@ -131,6 +138,7 @@ class Records:
                 .where(TrainingSession.id == session_id, TrainingSession.status == Status.QUEUED)
                 .values(status=Status.FAILED, error=error, finished_at=utcnow())
             )
+            await db.execute(delete(Payload).where(Payload.session_id == session_id))
 
     async def status(self, family: str, model_key: str) -> tuple[Model, TrainingSession]:
         async with self.sessions() as db:

@@ -181,18 +181,21 @@ async def _publish(
     modkwargs: dict[str, Any],
     algkwargs: dict[str, Any],
 ) -> None:
-    headers = TrainHeaders().dump(
-        {
-            "job_id": session.id,
-            "model_key": key,
-            "family": family,
-            "version": session.version,
-            "kind": kind,
-            "modkwargs": modkwargs,
-            "algkwargs": algkwargs,
-        }
-    )
+    job = {
+        "job_id": session.id,
+        "model_key": key,
+        "family": family,
+        "version": session.version,
+        "kind": kind,
+        "modkwargs": modkwargs,
+        "algkwargs": algkwargs,
+    }
     try:
+        if len(body) > request.app[SETTINGS].inline_limit:
+            # Too big for one broker message (RabbitMQ 4 caps them at 16 MiB): by reference.
+            job["payload_id"] = await request.app[RECORDS].store_payload(session.id, body)
+            body = b""
+        headers = {k: v for k, v in TrainHeaders().dump(job).items() if v is not None}
         await request.app[BROKER].publish_job(family, body, headers, kind.value)
     except Exception as e:
         # Never a queued session without a message: the caller is told, and so is the store.
