@@ -40,3 +40,13 @@ class ModelCache:
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
+
+    def drop(self, model_key: str) -> int:
+        """Forget every loaded version of a model."""
+        stale = [k for k in self._items if k[0] == model_key]
+        for k in stale:
+            del self._items[k]
+        return len(stale)
+
+    def __len__(self) -> int:
+        return len(self._items)

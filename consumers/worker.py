@@ -100,6 +100,10 @@ class Worker:
 
         self.events_channel = await self.connection.channel()
         self.events = await self.events_channel.get_exchange(t.events_exchange)
+        # Status events of this family's models: drop cached models that were deleted or superseded.
+        listen = await self.events_channel.declare_queue(exclusive=True, auto_delete=True)
+        await listen.bind(self.events, f"{name}.#")
+        await listen.consume(self._on_event, no_ack=True)
         self.reply_channel = predict_ch
 
         await self.records.register(self.family)
@@ -244,12 +248,23 @@ class Worker:
         )
         try:
             await self.events.publish(
-                aio_pika.Message(b"", headers=headers, type=MessageType.STATUS),
+                aio_pika.Message(b"", headers={k: v for k, v in headers.items() if v is not None}, type=MessageType.STATUS),
                 routing_key=self.topology.event_key(self.family.name, model_key),
                 mandatory=False,
             )
         except (AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError) as e:
             log.warning("status event for %s v%s not published: %s", model_key, version, e)
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = StatusEvent().load(dict(message.headers or {}))
+        except ValidationError:
+            return
+        # Deleted, or a newer version is the default now (older ones load again if asked for by number).
+        if event["event"] == "deleted" or event["status"] == Status.DONE.value:
+            dropped = self.cache.drop(event["model_key"])
+            if dropped:
+                log.info("model=%s dropped %d cached version(s) (%s)", event["model_key"], dropped, event["event"] if event["event"] == "deleted" else "new version")
 
     # ---- predict -----------------------------------------------------------
 

@@ -33,6 +33,7 @@ from contracts.schemas import (
     UpdateParams,
     UpdateRequest,
     PredictHeaders,
+    StatusEvent,
     FAMILY_NAME,
 )
 from contracts.status import JobKind
@@ -274,6 +275,11 @@ async def remove(request: web.Request) -> web.Response:
     family = await _family(request)
     params = await _key_params(request)
     n = await request.app[RECORDS].delete(family.name, params["model_key"])
+    await request.app[BROKER].publish_event(
+        family.name,
+        params["model_key"],
+        StatusEvent().dump({"event": "deleted", "model_key": params["model_key"], "family": family.name}),
+    )
     return json_response({"model_key": params["model_key"], "deleted": n})
 
 

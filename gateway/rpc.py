@@ -60,7 +60,9 @@ class Broker:
         self.jobs: AbstractExchange = await self.channel.declare_exchange(
             self.topology.jobs_exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
-        await self.channel.declare_exchange(self.topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        self.events: AbstractExchange = await self.channel.declare_exchange(
+            self.topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
         self.reply_channel = await self.connection.channel(publisher_confirms=False)
         self.reply_queue = await self.reply_channel.declare_queue(
             self.topology.reply_queue(self.instance), exclusive=True, auto_delete=True
@@ -87,6 +89,22 @@ class Broker:
             message_id=str(headers.get("x-job-id", "")),
         )
         await self._publish(message, self.topology.train_key(family), what=f"{kind} job")
+
+    async def publish_event(self, family: str, model_key: str, headers: dict[str, Any]) -> None:
+        """Best effort: consumers use events only to drop cached models."""
+        try:
+            await asyncio.wait_for(
+                self.events.publish(
+                    aio_pika.Message(
+                        b"", headers={k: v for k, v in headers.items() if v is not None}, type=MessageType.STATUS
+                    ),
+                    self.topology.event_key(family, model_key),
+                    mandatory=False,
+                ),
+                self.settings.publish_timeout,
+            )
+        except (AMQPError, ConnectionError, RuntimeError, asyncio.TimeoutError) as e:
+            log.warning("event for %s not published: %s", model_key, e)
 
     async def call(self, family: str, body: bytes, headers: dict[str, Any], timeout: float) -> Reply:
         """Publish a predict and wait for its reply, for `timeout` seconds at most."""

@@ -25,7 +25,7 @@ def test_models_and_versions_listing(stack: Stack) -> None:
         mi.fit(x, y, name=f"{tag}-list-{i}")
         keys.append(mi.model_key)
     mi.fit(x, y, name=f"{tag}-list-2", retrain=True)  # version 2 of the last one
-    bad = GenericModelInterface(stack.url, "logreg", bogus=1)
+    bad = GenericModelInterface(stack.url, "logreg", C=-1.0)  # accepted, fails in the estimator
     with pytest.raises(Exception):
         bad.fit(x, (y > 1).astype(int), name=f"{tag}-list-bad")
 

@@ -17,7 +17,7 @@ from sklearn.neural_network import MLPClassifier
 from client import GenericModelInterface
 from contracts.frames import PARQUET, ParquetCodec, encode_training
 
-from .stack import Stack
+from .stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +74,9 @@ def test_json_fit_status_predict_delete(stack: Stack) -> None:
     r = requests.delete(url, params={"model_key": key}, timeout=10)
     assert r.status_code == 200 and r.json() == {"model_key": key, "deleted": 1}
     assert requests.get(url, params={"model_key": key}, timeout=10).status_code == 404
+    assert requests.post(url, json={"model_key": key, "x": x.head(1).to_json()}, timeout=10).status_code == 404
+    # The consumer that cached the model dropped it when it heard of the delete.
+    wait_for(lambda: f"model={key} dropped 1 cached version(s) (deleted)" in stack.logs(), 10, what="cache drop")
 
 
 def test_parquet_fit_and_predict(stack: Stack) -> None:
