@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+from contracts import schema
 from contracts.settings import Settings, SettingsError
 
 from .families import FamilyError, load_family
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         settings.signing_key()
         family = load_family(args.family)
-    except (SettingsError, FamilyError) as e:
+        schema.check(settings.database_url)
+    except (SettingsError, FamilyError, schema.SchemaError) as e:
         print(f"ml-server-consumer: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -32,7 +32,7 @@ from contracts.frames import PARQUET, ParquetCodec
 from contracts.schemas import PredictHeaders, ReplyHeaders, StatusEvent, TrainHeaders
 from contracts.settings import Settings
 from contracts.status import JobKind, Status
-from contracts.store import create_schema, make_engine
+from contracts.store import make_engine
 from contracts.topology import Header, MessageType, Topology
 
 from . import backends, jobs
@@ -74,7 +74,6 @@ class Worker:
 
     async def start(self) -> None:
         self.engine = make_engine(self.settings.database_url)
-        await create_schema(self.engine)
         self.records = Records(self.engine)
         self._pool = self._new_pool()
         await asyncio.get_running_loop().run_in_executor(self._pool, jobs.warm_up)

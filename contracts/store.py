@@ -174,17 +174,3 @@ def make_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(aurl, pool_pre_ping=True, pool_size=10, max_overflow=10)
-
-
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create missing tables (idempotent; safe when several processes race)."""
-    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-
-    for attempt in range(5):
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(Base.metadata.create_all)
-            return
-        except (IntegrityError, ProgrammingError, OperationalError):
-            if attempt == 4:
-                raise

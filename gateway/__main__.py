@@ -7,6 +7,7 @@ import sys
 
 from aiohttp import web
 
+from contracts import schema
 from contracts.settings import Settings, SettingsError
 
 from .app import make_app
@@ -22,7 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     ).parse_args(argv)
     try:
         settings = Settings.from_env()
-    except SettingsError as e:
+        if settings.database_url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        schema.check(settings.database_url)
+    except (SettingsError, schema.SchemaError) as e:
         print(f"ml-server-gateway: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

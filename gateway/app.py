@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from contracts.errors import InvalidInput, MLServerError, NotFound, PayloadTooLarge, Unavailable
 from contracts.schemas import ModelResponse, ModelsQuery, VersionResponse, VersionsQuery
 from contracts.settings import Settings
-from contracts.store import create_schema, make_engine
+from contracts.store import make_engine
 
 from .records import Records
 from .routes import json_response, routes
@@ -178,7 +178,6 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     if settings.database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
-    await create_schema(engine)
     app[RECORDS] = Records(engine)
     yield
     await engine.dispose()

@@ -3,6 +3,7 @@
     ml-server run [--families a,b]   gateway + one consumer per family, for local use
     ml-server gateway                the REST gateway alone
     ml-server consumer FAMILY        one consumer
+    ml-server migrate                apply the store's schema migrations
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="comma-separated families to serve (default: every built-in family)",
     )
+    sub.add_parser(
+        "migrate",
+        help="bring the store (ML_SERVER_DATABASE_URL) to this version's schema",
+        description="Apply the store's schema migrations (Alembic) up to this version of ml-server. "
+        "The gateway and the consumers refuse to start on a store that is behind.",
+    )
     sub.add_parser("gateway", help="start the REST gateway", add_help=False)
     sub.add_parser("consumer", help="start one consumer: ml-server consumer FAMILY", add_help=False)
     args, rest = p.parse_known_args(argv)
@@ -45,7 +52,24 @@ def main(argv: list[str] | None = None) -> int:
         return consumer_main(rest)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "migrate":
+        return _migrate()
     return _run(args.families)
+
+
+def _migrate() -> int:
+    from contracts import schema
+
+    try:
+        settings = Settings.from_env()
+        if settings.database_url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        revision = schema.upgrade(settings.database_url)
+    except SettingsError as e:
+        print(f"ml-server: {e}", file=sys.stderr)
+        return 2
+    print(f"ml-server: the store is at schema revision {revision}", file=sys.stderr)
+    return 0
 
 
 def _run(families_arg: str | None) -> int:
@@ -60,6 +84,8 @@ def _run(families_arg: str | None) -> int:
     if not settings.secret and not settings.secret_file:
         env["ML_SERVER_SECRET_FILE"] = str(ensure_secret_file(settings.data_dir / "secret"))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if _migrate() != 0:  # local use: bring the store up to date before starting
+        return 2
     families = families_arg.split(",") if families_arg else list(BUILTIN)
 
     commands = {"gateway": [sys.executable, "-m", "gateway"]}

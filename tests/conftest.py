@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from contracts import schema
+
 from .stack import POSTGRES_URL, Stack
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -27,7 +29,9 @@ def _postgres_answers() -> bool:
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh, empty database for the session: a SQLite file, or a new PostgreSQL database."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'ml-server.db'}"
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'ml-server.db'}"
+        schema.upgrade(url)
+        yield url
         return
     if not _postgres_answers():
         if IN_CI:
@@ -39,7 +43,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     admin = POSTGRES_URL
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield admin.rsplit("/", 1)[0] + f"/{name}"
+    url = admin.rsplit("/", 1)[0] + f"/{name}"
+    schema.upgrade(url)
+    yield url
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -77,7 +83,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        for name in ("stack", "fresh_stack"):
-            s = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+        for name, s in (getattr(item, "funcargs", None) or {}).items():
             if isinstance(s, Stack):
                 report.sections.append((f"{name} logs", s.logs()))

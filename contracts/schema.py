@@ -1,0 +1,86 @@
+"""Schema versions of the store, through Alembic migrations.
+
+`upgrade(url)` brings a database to the code's schema (`ml-server migrate`);
+`check(url)` is what the gateway and the consumers call at start: a database
+that is behind stops them with the command to run, instead of failing later
+on a missing column.
+"""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection, Engine, make_url
+
+
+class SchemaError(RuntimeError):
+    """The database's schema is not the one this code needs."""
+
+
+def sync_url(url: str) -> str:
+    parsed = make_url(url)
+    driver = {
+        "sqlite+aiosqlite": "sqlite",
+        "postgresql": "postgresql+psycopg",
+        "postgres": "postgresql+psycopg",
+        "postgresql+asyncpg": "postgresql+psycopg",
+    }
+    if parsed.drivername in driver:
+        parsed = parsed.set(drivername=driver[parsed.drivername])
+    return parsed.render_as_string(hide_password=False)
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "contracts:migrations")
+    return config
+
+
+def _engine(url: str) -> Engine:
+    return create_engine(sync_url(url))
+
+
+def head() -> str:
+    heads = ScriptDirectory.from_config(_config()).get_heads()
+    assert len(heads) == 1, heads
+    return heads[0]
+
+
+def current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(url: str, revision: str = "head") -> str | None:
+    """Apply every migration up to `revision`; returns the revision the database is at."""
+    engine = _engine(url)
+    try:
+        with engine.begin() as connection:
+            config = _config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+        with engine.connect() as connection:
+            return current(connection)
+    finally:
+        engine.dispose()
+
+
+def check(url: str) -> None:
+    """Raise SchemaError, naming the command to run, unless the database is at the code's revision."""
+    want = head()
+    engine = _engine(url)
+    try:
+        with engine.connect() as connection:
+            have = current(connection)
+    except Exception as e:  # noqa: BLE001 - any failure to read the version is "can't use this store"
+        raise SchemaError(f"cannot read the schema version of the store: {e}") from e
+    finally:
+        engine.dispose()
+    if have != want:
+        state = "empty (no schema yet)" if have is None else f"at revision {have}"
+        raise SchemaError(
+            f"the store is {state}, this version of ml-server needs revision {want}: "
+            f"run `ml-server migrate` (with the same ML_SERVER_DATABASE_URL) first"
+        )
