@@ -28,9 +28,13 @@ def test_compose_file_serves_every_family_with_known_settings_and_required_secre
         assert service["command"] == ["ml-server-consumer", name.removeprefix("consumer-")]
         assert "container_name" not in service  # `--scale` needs generated names
     assert services["gateway"]["command"] == ["ml-server-gateway"]
+    # The schema is migrated once, before the gateway and the consumers start.
+    assert services["migrate"]["command"] == ["ml-server", "migrate"]
+    for name in ["gateway", *consumers]:
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
 
     known = {env for env, *_ in SETTINGS.values()}
-    for name in ["gateway", *consumers]:
+    for name in ["gateway", "migrate", *consumers]:
         env = services[name]["environment"]
         assert set(env) <= known, set(env) - known
         assert {"ML_SERVER_BROKER_URL", "ML_SERVER_DATABASE_URL", "ML_SERVER_SECRET"} <= set(env)
