@@ -8,6 +8,7 @@ that are printed when a test fails.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -19,7 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import requests
+
+from contracts.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_URL = os.environ.get("ML_SERVER_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -44,10 +48,6 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: floa
 
 def purge_namespace(namespace: str, broker_url: str = BROKER_URL) -> None:
     """Delete the queues and exchanges a test namespace left on the broker."""
-    import asyncio
-
-    import aio_pika
-
     def names(what: str) -> list[str]:
         out = subprocess.run(["rabbitmqctl", "-q", what, "name"], capture_output=True, text=True, timeout=60).stdout
         return [n for n in out.split() if n.startswith(f"{namespace}.")]
@@ -174,3 +174,52 @@ class Stack:
             return None
 
         return wait_for(finished, timeout, what=f"{family} model {model_key} finished")
+
+
+# ---- the broker's view ---------------------------------------------------------
+
+
+def ready_messages(queue: str) -> int:
+    """Messages waiting in a queue, from a passive declare (the queue's own count, not lagging statistics)."""
+
+    async def ask() -> int:
+        async with await aio_pika.connect(BROKER_URL) as connection:
+            channel = await connection.channel()
+            declared = await channel.declare_queue(queue, passive=True)
+            return int(declared.declaration_result.message_count or 0)
+
+    return asyncio.run(ask())
+
+
+def unacked_by(pids: set[int]) -> int:
+    """Deliveries the consumer processes `pids` hold unacknowledged, summed over their channels.
+
+    `rabbitmqctl list_queues ... messages` is no use here: a quorum queue's
+    counts are statistics refreshed every few seconds, so right after a
+    publish they still say 0. A channel's own count is current.
+    """
+
+    def table(*args: str) -> list[list[str]]:
+        out = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=30).stdout
+        return [line.split("\t") for line in out.splitlines()[1:] if "\t" in line]
+
+    connections = {
+        row[0]
+        for row in table("list_connections", "name", "client_properties")
+        if '{"connection_name","consumer ' in row[1] and any(f':{pid}"}}' in row[1] for pid in pids)
+    }
+    assert len(connections) == len(pids), f"connections of consumers {pids} not found: {connections}"
+    return sum(int(row[1]) for row in table("list_channels", "name", "messages_unacknowledged") if row[0].rsplit(" (", 1)[0] in connections)
+
+
+def wait_queue_drained(stack: Stack, family: str, timeout: float = 60) -> None:
+    """Until the family's train queue has nothing waiting and its consumers hold nothing unacked (twice in a row)."""
+    queue = Topology(stack.namespace).train_queue(family)
+    pids = {p.pid for f, p in stack.consumers if f.split(":")[-1] == family and p.poll() is None}
+    seen: list[bool] = []
+
+    def drained() -> bool:
+        seen.append(ready_messages(queue) == 0 and unacked_by(pids) == 0)
+        return len(seen) >= 2 and all(seen[-2:])
+
+    wait_for(drained, timeout, interval=0.2, what=f"{queue} drained")

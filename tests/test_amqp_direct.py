@@ -12,7 +12,7 @@ from sklearn.linear_model import LinearRegression
 from client.amqp import predict, publish_fit
 from contracts.errors import NotFound
 
-from .stack import BROKER_URL, Stack, wait_for
+from .stack import BROKER_URL, Stack, wait_for, wait_queue_drained
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def test_fit_and_predict_straight_over_amqp(stack: Stack) -> None:
     # A new message is a new version.
     asyncio.run(publish_fit(BROKER_URL, "linreg", x, y, model_key=key, namespace=stack.namespace))
     assert wait_for(lambda: stack.status("linreg", key)["status"] == "done" and stack.status("linreg", key)["version"] == 2, 30, what="version 2")
-    assert wait_for(lambda: _queue_empty(stack, "linreg"), 30, what="train queue drained")
+    wait_queue_drained(stack, "linreg")
     assert stack.status("linreg", key)["version"] == 2
 
     got = asyncio.run(predict(BROKER_URL, "linreg", key, x.head(10), namespace=stack.namespace, timeout=10))
@@ -42,11 +42,3 @@ def test_fit_and_predict_straight_over_amqp(stack: Stack) -> None:
 
     with pytest.raises(NotFound):
         asyncio.run(predict(BROKER_URL, "linreg", "no-such-model", x.head(1), namespace=stack.namespace, timeout=10))
-
-
-def _queue_empty(stack: Stack, family: str) -> bool:
-    import subprocess
-
-    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name", "messages"], capture_output=True, text=True, timeout=30).stdout
-    counts = dict(line.split("\t")[:2] for line in out.splitlines() if "\t" in line)
-    return counts.get(f"{stack.namespace}.{family}.train") == "0"
