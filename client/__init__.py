@@ -1,6 +1,7 @@
 """Python client for ml-server."""
 
 from contracts.errors import (
+    ArtifactIncompatible,
     DeadlineExceeded,
     DecodeError,
     InvalidInput,
@@ -15,6 +16,7 @@ from contracts.errors import (
 from .client import GenericModelInterface
 
 __all__ = [
+    "ArtifactIncompatible",
     "DeadlineExceeded",
     "DecodeError",
     "GenericModelInterface",

@@ -20,7 +20,7 @@ import pandas as pd
 from contracts.errors import DeadlineExceeded, from_wire
 from contracts.frames import PARQUET, ParquetCodec, encode_training
 from contracts.schemas import PredictHeaders, ReplyHeaders, TrainHeaders
-from contracts.status import JobKind
+from contracts.status import Backend, JobKind
 from contracts.topology import MessageType, Topology
 
 
@@ -35,6 +35,7 @@ async def publish_fit(
     modkwargs: dict[str, Any] | None = None,
     algkwargs: dict[str, Any] | None = None,
     kind: JobKind = JobKind.FIT,
+    backend: Backend | None = None,
     namespace: str = "ml-server",
     message_id: str | None = None,
 ) -> str:
@@ -46,7 +47,15 @@ async def publish_fit(
     if y is not None:
         y = y.set_axis([str(c) for c in y.columns], axis=1)
     headers = TrainHeaders().dump(
-        {"model_key": model_key, "family": family, "kind": kind, "name": name, "modkwargs": modkwargs or {}, "algkwargs": algkwargs or {}}
+        {
+            "model_key": model_key,
+            "family": family,
+            "kind": kind,
+            "name": name,
+            "backend": Backend(backend) if backend is not None else None,
+            "modkwargs": modkwargs or {},
+            "algkwargs": algkwargs or {},
+        }
     )
     message_id = message_id or uuid.uuid4().hex
     connection = await aio_pika.connect(broker_url)

@@ -66,12 +66,18 @@ class GenericModelInterface:
         name: str | None = None,
         wait: bool = True,
         retrain: bool = False,
+        backend: str | None = None,
         **algkwargs: Any,
     ) -> GenericModelInterface:
-        """Train (sklearn `fit`); `algkwargs` go to the estimator's `fit`."""
+        """Train (sklearn `fit`); `algkwargs` go to the estimator's `fit`.
+
+        `backend` (`joblib`, `skops`, `onnx`) overrides how the family stores the model.
+        """
         params = {"modkwargs": json.dumps(self._mk), "algkwargs": json.dumps(algkwargs), "retrain": str(bool(retrain)).lower()}
         if name is not None:
             params["name"] = name
+        if backend is not None:
+            params["backend"] = backend
         body = encode_training(_strings(_frame(x)), _strings(_frame(y)) if y is not None else None)
         reply = self._request("PUT", params=params, data=body, headers={"Content-Type": PARQUET})
         self._key = reply["model_key"]

@@ -1,5 +1,9 @@
 """Loaded estimators, kept in memory so no predict deserializes a model.
 
+For an ONNX artifact the cached estimator is an `onnx_models.OnnxModel`, which
+holds its onnxruntime `InferenceSession`: built once per cache miss, never per
+request.
+
 Keyed by model key and training session id; session ids are never reused,
 so a model deleted and fitted again under the same key gets new sessions,
 never a stale hit.
@@ -17,6 +21,7 @@ class Loaded:
     estimator: Any
     meta: dict[str, Any]
     version: int
+    backend: str = "joblib"
 
 
 class ModelCache:

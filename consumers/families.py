@@ -48,9 +48,17 @@ class Family:
     methods: tuple[str, ...] = ("predict",)
     backend: Backend = Backend.JOBLIB
     defaults: dict[str, Any] = field(default_factory=dict)
+    # Types (dotted "module.Class" names) a skops artifact of this family may hold besides
+    # SKOPS_TRUSTED and the factory's class: for user families with their own helper types.
+    trusted_types: tuple[str, ...] = ()
 
     def build(self, modkwargs: dict[str, Any]) -> Any:
         return self.factory(**{**self.defaults, **modkwargs})
+
+    def trusted(self) -> frozenset[str]:
+        """The skops allowlist for this family's artifacts: fixed in code, never read from an artifact."""
+        own = {_qualname(self.factory)} if isinstance(self.factory, type) else set()
+        return SKOPS_TRUSTED | own | frozenset(self.trusted_types)
 
     def parameters(self) -> list[str]:
         """Names the estimator accepts as `modkwargs`."""
@@ -79,6 +87,24 @@ BUILTIN: dict[str, Family] = {
         Family("kmeans", KMeans, supervised=False, methods=("predict", "transform"), defaults={"n_init": "auto"}),
     )
 }
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# What skops may build when it loads an artifact, beyond its own defaults (builtins, numpy
+# arrays and dtypes, scikit-learn estimators): the built-in estimator classes and the
+# scikit-learn helper objects their fitted state holds.
+SKOPS_TRUSTED: frozenset[str] = frozenset(
+    {_qualname(f.factory) for f in BUILTIN.values() if isinstance(f.factory, type)}
+    | {
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",  # nn, nnreg (solver="adam")
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",  # nn, nnreg (solver="sgd")
+        "sklearn.tree._tree.Tree",  # forest
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # gbm
+    }
+)
 
 
 def load_family(spec: str) -> Family:

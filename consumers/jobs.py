@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.errors import MLServerError
 from contracts.frames import decode_training
+from contracts.status import Backend
 
 from . import backends
 from .families import Family, load_family
@@ -34,6 +36,7 @@ class Result:
     artifact: bytes
     meta: dict[str, Any]
     rows: int
+    backend: str = Backend.JOBLIB.value
 
 
 def init_child() -> None:
@@ -57,18 +60,20 @@ def _target(family: Family, y: pd.DataFrame | None) -> Any:
     return y.iloc[:, 0].to_numpy() if y.shape[1] == 1 else y.to_numpy()
 
 
-def _meta(estimator: Any, x: pd.DataFrame, y: pd.DataFrame | None, yv: Any, started: float) -> dict[str, Any]:
-    import sklearn
-
+def _meta(
+    estimator: Any, x: pd.DataFrame, y: pd.DataFrame | None, yv: Any, started: float, versions: dict[str, str]
+) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "features": list(x.columns),
         "dtypes": {c: str(t) for c, t in x.dtypes.items()},
         "targets": list(y.columns) if y is not None else [],
         "fit_seconds": round(time.perf_counter() - started, 6),
-        "versions": {"python": sys.version.split()[0], "scikit-learn": sklearn.__version__, "numpy": np.__version__},
+        "versions": versions,
     }
     if hasattr(estimator, "classes_"):
-        meta["classes"] = [str(c) for c in np.asarray(estimator.classes_).ravel()]
+        classes = np.asarray(estimator.classes_)
+        meta["classes"] = [str(c) for c in classes.ravel()]
+        meta["classes_dtype"] = str(classes.dtype)
     if hasattr(estimator, "score"):
         try:
             meta["score"] = float(estimator.score(x, yv) if yv is not None else estimator.score(x))
@@ -77,36 +82,59 @@ def _meta(estimator: Any, x: pd.DataFrame, y: pd.DataFrame | None, yv: Any, star
     return meta
 
 
-def _run(spec: str, body: bytes, key: bytes, call: Any) -> Result:
+def _run(spec: str, body: bytes, key: bytes, backend: str, call: Any) -> Result:
     try:
         family = load_family(spec)
         x, y = decode_training(body)
         yv = _target(family, y)
         started = time.perf_counter()
         estimator = call(family, x, yv)
-        meta = _meta(estimator, x, y, yv, started)
-        return Result(backends.dump(estimator, key, family.backend), meta, len(x))
+        if hasattr(estimator, "feature_names_in_"):  # the order predicts must use (ONNX inputs are positional)
+            x = x[[str(f) for f in estimator.feature_names_in_]]
+        meta = _meta(estimator, x, y, yv, started, backends.versions(backend, family.supports_update))
+        exporting = time.perf_counter()
+        artifact = backends.dump(
+            estimator, key, Backend(backend), x=x, methods=family.methods, keep_state=family.supports_update
+        )
+        if backend == Backend.ONNX:
+            meta["export_seconds"] = round(time.perf_counter() - exporting, 6)
+        return Result(artifact, meta, len(x), backend)
     except JobError:
         raise
+    except (backends.ExportError, MLServerError) as e:  # messages written for the caller
+        raise JobError(str(e)) from None
     except Exception as e:
         raise JobError(f"{type(e).__name__}: {e}") from None
 
 
-def fit(spec: str, body: bytes, modkwargs: dict[str, Any], algkwargs: dict[str, Any], key: bytes) -> Result:
+def fit(
+    spec: str,
+    body: bytes,
+    modkwargs: dict[str, Any],
+    algkwargs: dict[str, Any],
+    key: bytes,
+    backend: str = Backend.JOBLIB.value,
+) -> Result:
     def call(family: Family, x: pd.DataFrame, yv: Any) -> Any:
         estimator = family.build(modkwargs)
         return estimator.fit(x, yv, **algkwargs) if yv is not None else estimator.fit(x, **algkwargs)
 
-    return _run(spec, body, key, call)
+    return _run(spec, body, key, backend, call)
 
 
-def update(spec: str, body: bytes, base: bytes, backend: str, key: bytes) -> Result:
+def update(
+    spec: str, body: bytes, base: bytes, backend: str, key: bytes, base_meta: dict[str, Any] | None = None
+) -> Result:
+    """`partial_fit` on the base version; the new version keeps the base's backend."""
+
     def call(family: Family, x: pd.DataFrame, yv: Any) -> Any:
-        estimator = backends.load(base, key, backend)
+        estimator = backends.load_estimator(
+            base, key, backend, trusted=family.trusted(), versions=(base_meta or {}).get("versions")
+        )
         features = list(getattr(estimator, "feature_names_in_", x.columns))
         if sorted(map(str, features)) != sorted(x.columns):
             raise JobError(f"update data must have the trained columns {features}, got {list(x.columns)}")
         x = x[[str(f) for f in features]]
         return estimator.partial_fit(x, yv) if yv is not None else estimator.partial_fit(x)
 
-    return _run(spec, body, key, call)
+    return _run(spec, body, key, backend, call)

@@ -36,6 +36,7 @@ class Claim:
     base: bytes | None = None
     base_backend: str | None = None
     base_version: int | None = None
+    base_meta: dict[str, Any] | None = None
 
 
 @dataclass
@@ -97,7 +98,12 @@ class Records:
                         version=(latest or 0) + 1,
                         kind=job["kind"],
                         status=Status.QUEUED,
-                        params={"modkwargs": job["modkwargs"], "algkwargs": job["algkwargs"], "name": job["name"]},
+                        params={
+                            "modkwargs": job["modkwargs"],
+                            "algkwargs": job["algkwargs"],
+                            "name": job["name"],
+                            "backend": job["backend"].value if job["backend"] else None,
+                        },
                         attempts=0,
                         job_ref=ref,
                     )
@@ -162,7 +168,7 @@ class Records:
             if kind is JobKind.UPDATE:
                 base = (
                     await db.execute(
-                        select(TrainingSession.version, Artifact.data, Artifact.backend)
+                        select(TrainingSession.version, Artifact.data, Artifact.backend, Artifact.meta)
                         .join(Artifact, Artifact.session_id == TrainingSession.id)
                         .where(
                             TrainingSession.model_id == model_id,
@@ -174,7 +180,7 @@ class Records:
                     )
                 ).first()
                 if base is not None:
-                    claim.base_version, claim.base, claim.base_backend = base
+                    claim.base_version, claim.base, claim.base_backend, claim.base_meta = base
                     await db.execute(
                         update(TrainingSession)
                         .where(TrainingSession.id == job_id)
@@ -189,7 +195,7 @@ class Records:
                 res = await db.execute(
                     update(TrainingSession)
                     .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
-                    .values(status=Status.DONE, finished_at=utcnow(), rows=rows, error=None)
+                    .values(status=Status.DONE, finished_at=utcnow(), rows=rows, error=None, worker=WORKER)
                 )
                 if res.rowcount != 1:
                     await db.rollback()

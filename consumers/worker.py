@@ -210,19 +210,18 @@ class Worker:
                 if claim.base is None:
                     raise jobs.JobError("the model has no trained version to update")
                 result = await loop.run_in_executor(
-                    self._pool, jobs.update, self.spec, body, claim.base, claim.base_backend, self.key
+                    self._pool, jobs.update, self.spec, body, claim.base, claim.base_backend, self.key, claim.base_meta
                 )
             else:
+                backend = (job["backend"] or self.family.backend).value
                 result = await loop.run_in_executor(
-                    self._pool, jobs.fit, self.spec, body, job["modkwargs"], job["algkwargs"], self.key
+                    self._pool, jobs.fit, self.spec, body, job["modkwargs"], job["algkwargs"], self.key, backend
                 )
         except jobs.JobError as e:
             log.warning("%s failed: %s", ctx, e)
             await self.records.fail(claim.session_id, str(e))
             return claim.version, Status.FAILED
-        if await self.records.finish(
-            claim.session_id, result.artifact, self.family.backend.value, result.meta, result.rows
-        ):
+        if await self.records.finish(claim.session_id, result.artifact, result.backend, result.meta, result.rows):
             log.info("%s done in %.3fs", ctx, result.meta["fit_seconds"])
             return claim.version, Status.DONE
         log.info("%s finished elsewhere first; result dropped", ctx)
@@ -320,8 +319,15 @@ class Worker:
         loaded = self.cache.get(cache_key)
         if loaded is None:
             art = await self.records.artifact(where.session_id)
-            estimator = await asyncio.to_thread(backends.load, art.data, self.key, art.backend)
-            loaded = Loaded(estimator, art.meta, where.version)
+            estimator = await asyncio.to_thread(
+                backends.load,
+                art.data,
+                self.key,
+                art.backend,
+                trusted=self.family.trusted(),
+                versions=art.meta.get("versions"),
+            )
+            loaded = Loaded(estimator, art.meta, where.version, art.backend)
             self.cache.put(cache_key, loaded)
         x = ParquetCodec.decode(message.body)
         kwargs = dict(job["kwargs"])
@@ -337,8 +343,9 @@ def predict(family: Family, loaded: Loaded, x: pd.DataFrame, method: str, kwargs
     """Run one predict method; the answer is a frame indexed like x."""
     available = [m for m in family.methods if hasattr(loaded.estimator, m)]
     if method not in available:
+        form = f" (version {loaded.version} is stored as {loaded.backend})" if loaded.backend != "joblib" else ""
         raise InvalidInput(
-            f"kwargs.method={method!r} is not available for {family.name}; use one of {available}",
+            f"kwargs.method={method!r} is not available for {family.name}{form}; use one of {available}",
             fields={"kwargs": [f"method must be one of {available}"]},
         )
     features = loaded.meta.get("features", list(x.columns))

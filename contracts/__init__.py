@@ -1,6 +1,7 @@
 """What the gateway, the consumers and the clients must agree on, and nothing else."""
 
 from .errors import (
+    ArtifactIncompatible,
     DeadlineExceeded,
     DecodeError,
     InvalidInput,
@@ -18,6 +19,7 @@ from .status import Backend, JobKind, Status
 from .topology import Header, MessageType, Topology
 
 __all__ = [
+    "ArtifactIncompatible",
     "JSON",
     "PARQUET",
     "Backend",

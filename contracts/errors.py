@@ -59,6 +59,13 @@ class TrainingFailed(MLServerError):
     status, code = 409, "training_failed"
 
 
+class ArtifactIncompatible(MLServerError):
+    """The stored model can't be loaded safely by this server: made with another
+    scikit-learn version, or holding types the server does not trust."""
+
+    status, code = 409, "artifact_incompatible"
+
+
 class Unauthorized(MLServerError):
     status, code = 401, "unauthorized"
 
@@ -96,6 +103,7 @@ _BY_CODE: dict[str, type[MLServerError]] = {
         NotFound,
         NotTrained,
         TrainingFailed,
+        ArtifactIncompatible,
         Unauthorized,
         Forbidden,
         PayloadTooLarge,

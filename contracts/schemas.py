@@ -15,7 +15,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_lo
 
 from .errors import DecodeError
 from .frames import ORIENTS, JsonCodec
-from .status import JobKind, Status
+from .status import Backend, JobKind, Status
 from .topology import Header
 
 NAME_LENGTH = validate.Length(min=1, max=256)
@@ -75,6 +75,8 @@ class FitParams(_Strict):
     modkwargs = JsonDict(load_default=dict)
     algkwargs = JsonDict(load_default=dict)
     retrain = fields.Boolean(load_default=False)
+    # How the fitted model is stored and served; None: the family's default.
+    backend = fields.Enum(Backend, by_value=True, load_default=None, allow_none=True)
 
 
 class FitRequest(FitParams):
@@ -210,6 +212,8 @@ class TrainHeaders(_Headers):
     payload_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.PAYLOAD_ID)
     modkwargs = JsonDict(load_default=dict, data_key=Header.MODKWARGS)
     algkwargs = JsonDict(load_default=dict, data_key=Header.ALGKWARGS)
+    # A fit's serializer backend (None: the family's default); updates keep their base version's.
+    backend = fields.Enum(Backend, by_value=True, load_default=None, allow_none=True, data_key=Header.BACKEND)
 
 
 class PredictHeaders(_Headers):

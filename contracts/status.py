@@ -26,6 +26,13 @@ class JobKind(StrEnum):
 
 
 class Backend(StrEnum):
-    """How a fitted estimator is serialized into the store."""
+    """How a fitted estimator is serialized into the store.
+
+    `joblib`: a pickle, signed with the server's key. `skops`: a load builds
+    only types on the server's allowlist and runs no pickled code. `onnx`: an ONNX graph run by
+    onnxruntime (float32, only the methods that map onto the graph's outputs).
+    """
 
     JOBLIB = "joblib"
+    SKOPS = "skops"
+    ONNX = "onnx"

@@ -30,6 +30,7 @@ class Header:
     NAME = "x-name"
     MODKWARGS = "x-modkwargs"
     ALGKWARGS = "x-algkwargs"
+    BACKEND = "x-backend"
     KWARGS = "x-kwargs"
     STATUS = "x-status"
     ERROR_CODE = "x-error-code"

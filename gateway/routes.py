@@ -36,7 +36,7 @@ from contracts.schemas import (
     StatusEvent,
     FAMILY_NAME,
 )
-from contracts.status import JobKind
+from contracts.status import Backend, JobKind
 
 from .state import BROKER, RECORDS, SETTINGS
 
@@ -120,13 +120,23 @@ async def _family(request: web.Request):  # type: ignore[no-untyped-def]
     return await request.app[RECORDS].family(name)
 
 
-def _model_key(family: str, name: str | None, x: pd.DataFrame, y: pd.DataFrame | None, modkwargs: dict[str, Any]) -> str:
-    """From the name when given (the seed's behaviour), else from the data and the parameters."""
+def _model_key(
+    family: str,
+    name: str | None,
+    x: pd.DataFrame,
+    y: pd.DataFrame | None,
+    modkwargs: dict[str, Any],
+    backend: Backend | None = None,
+) -> str:
+    """From the name when given (the seed's behaviour), else from the data and the parameters
+    (and the backend, when one is asked for: the same data stored as ONNX is another model)."""
     h = hashlib.sha256(family.encode() + b"\0")
     if name is not None:
         h.update(b"name\0" + name.encode())
     else:
         h.update(b"data\0" + digest_frames(x, y).encode() + json.dumps(modkwargs, sort_keys=True, default=str).encode())
+        if backend is not None:
+            h.update(b"\0backend\0" + backend.value.encode())
     return f"{family}-{h.hexdigest()[:24]}"
 
 
@@ -146,14 +156,25 @@ async def fit(request: web.Request) -> web.Response:
         raise InvalidInput(f"family {family.name!r} learns from a target: y is required", fields={"y": ["required"]})
     if not family.supervised and y is not None:
         raise InvalidInput(f"family {family.name!r} is unsupervised: send x only", fields={"y": ["not allowed"]})
-    key = _model_key(family.name, params["name"], x, y, params["modkwargs"])
+    backend = params["backend"]
+    unknown = sorted(set(params["modkwargs"]) - set(family.params))
+    if unknown and family.params:
+        raise InvalidInput(
+            f"modkwargs: {family.name} has no parameter {', '.join(map(repr, unknown))}; "
+            f"its parameters are {', '.join(family.params)}",
+            fields={"modkwargs": [f"unknown parameter {name!r}" for name in unknown]},
+        )
+    key = _model_key(family.name, params["name"], x, y, params["modkwargs"], backend)
     body = await asyncio.to_thread(encode_training, x, y)
     records, broker = request.app[RECORDS], request.app[BROKER]
     stored = {k: params[k] for k in ("modkwargs", "algkwargs", "name", "retrain")}
+    stored["backend"] = backend.value if backend is not None else None  # None: the family's default
     session, created = await records.submit_fit(family.name, key, params["name"], stored, params["retrain"])
     if not created:
         return json_response(_train_response(key, session), status=200)
-    await _publish(request, family.name, key, session, JobKind.FIT, body, params["modkwargs"], params["algkwargs"])
+    await _publish(
+        request, family.name, key, session, JobKind.FIT, body, params["modkwargs"], params["algkwargs"], backend
+    )
     return json_response(_train_response(key, session), status=202)
 
 
@@ -181,6 +202,7 @@ async def _publish(
     body: bytes,
     modkwargs: dict[str, Any],
     algkwargs: dict[str, Any],
+    backend: Backend | None = None,
 ) -> None:
     job = {
         "job_id": session.id,
@@ -190,6 +212,7 @@ async def _publish(
         "kind": kind,
         "modkwargs": modkwargs,
         "algkwargs": algkwargs,
+        "backend": backend,
     }
     try:
         if len(body) > request.app[SETTINGS].inline_limit:

@@ -14,7 +14,7 @@ from contracts.errors import DecodeError, NotFound, from_wire
 from contracts.frames import JsonCodec, ParquetCodec, decode_training, encode_training, normalize
 from contracts.schemas import FitRequest, PredictHeaders, TrainHeaders
 from contracts.settings import Settings, SettingsError
-from contracts.status import JobKind
+from contracts.status import Backend, JobKind
 
 
 def frame() -> pd.DataFrame:
@@ -73,8 +73,9 @@ def test_fit_schema_names_the_bad_fields() -> None:
 
 
 def test_headers_round_trip_through_the_same_schema() -> None:
-    job = {"job_id": 3, "model_key": "logreg-abc", "family": "logreg", "version": 2, "kind": JobKind.UPDATE, "modkwargs": {"C": 1}, "algkwargs": {}}
-    assert TrainHeaders().load(TrainHeaders().dump(job)) == job
+    job = {"job_id": 3, "model_key": "logreg-abc", "family": "logreg", "version": 2, "kind": JobKind.UPDATE, "modkwargs": {"C": 1}, "algkwargs": {}, "backend": Backend.ONNX}
+    loaded = TrainHeaders().load(TrainHeaders().dump(job))
+    assert {k: loaded[k] for k in job} == job  # fields left out come back as their defaults
     with pytest.raises(ValidationError) as e:
         PredictHeaders().load({"x-model-key": "../../etc"})
     assert "x-model-key" in e.value.messages
@@ -117,3 +118,14 @@ def test_errors_cross_the_wire_as_data() -> None:
     err = NotFound("gone", fields={"model_key": ["unknown"]})
     back = from_wire(**err.to_wire())
     assert type(back) is NotFound and back.status == 404 and back.fields == {"model_key": ["unknown"]}
+
+
+def test_families_are_found_through_the_entry_point_group(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # What `pip install` of a package declaring [project.entry-points."ml_server.families"] leaves on sys.path.
+    dist = tmp_path / "my_models-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-models\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[ml_server.families]\nslow = tests.families_for_tests:slow\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    family = load_family("slow")
+    assert family.name == "slow" and "delay" in family.parameters()

@@ -127,6 +127,14 @@ def test_client_classifiers_match_in_process(stack: Stack) -> None:
     np.testing.assert_allclose(proba.to_numpy(), reference.predict_proba(x.head(20)), rtol=1e-7)
     np.testing.assert_array_equal(logreg.predict(x.head(5), as_array=True), reference.predict(x.head(5)))
 
+    onnx = GenericModelInterface(stack.url, "logreg", C=0.3).fit(x, y, name="client-logreg-onnx", backend="onnx")
+    np.testing.assert_array_equal(onnx.predict(x, as_array=True), reference.predict(x))
+    np.testing.assert_allclose(
+        onnx.predict(x.head(20), method="predict_proba").to_numpy(), reference.predict_proba(x.head(20)), rtol=1e-4, atol=1e-5
+    )
+    listing = requests.get(f"{stack.url}/models/{onnx.model_key}/versions", timeout=10).json()
+    assert listing["versions"][0]["backend"] == "onnx"
+
     nn = GenericModelInterface(stack.url, "nn", hidden_layer_sizes=[8], max_iter=300, random_state=0)
     nn.fit(x, y, name="client-nn")
     mlp = MLPClassifier(hidden_layer_sizes=[8], max_iter=300, random_state=0).fit(x, y)
