@@ -136,8 +136,9 @@ class Worker:
         if self.connection is not None:
             await self.connection.close()
         if self._pool is not None:
+            children = list((getattr(self._pool, "_processes", None) or {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)
-            for proc in list(getattr(self._pool, "_processes", {}).values()):
+            for proc in children:  # a fit in progress is abandoned; its job will be redelivered
                 proc.kill()
         await self.engine.dispose()
 

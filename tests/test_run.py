@@ -49,3 +49,4 @@ def test_run_serves_every_builtin_family_and_stops_on_sigterm(tmp_path: Path) ->
         rc = proc.wait(timeout=60)
         purge_namespace(env["ML_SERVER_NAMESPACE"])
     assert rc == 0, log.read_text()
+    assert "Traceback" not in log.read_text(), log.read_text()  # every process stopped cleanly
