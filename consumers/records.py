@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from contracts.errors import NotFound, NotTrained, TrainingFailed
 from contracts.status import JobKind, Status
-from contracts.store import Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
+from contracts.store import retry_on_conflict, Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
 
 from .backends import digest
 from .families import Family
@@ -73,47 +73,44 @@ class Records:
 
         None when the model_key belongs to another family (the job can't be recorded).
         """
-        for attempt in range(5):
-            try:
-                async with self.sessions.begin() as db:
-                    existing = (
-                        await db.execute(select(TrainingSession.id).where(TrainingSession.job_ref == ref))
-                    ).scalar_one_or_none()
-                    if existing is not None:
-                        return existing
-                    model = (await db.execute(select(Model).where(Model.model_key == job["model_key"]))).scalar_one_or_none()
-                    if model is None:
-                        model = Model(model_key=job["model_key"], family=family, name=job["name"])
-                        db.add(model)
-                        await db.flush()
-                    elif model.family != family:
-                        return None
-                    latest = (
-                        await db.execute(
-                            select(func.max(TrainingSession.version)).where(TrainingSession.model_id == model.id)
-                        )
-                    ).scalar_one_or_none()
-                    session = TrainingSession(
-                        model_id=model.id,
-                        version=(latest or 0) + 1,
-                        kind=job["kind"],
-                        status=Status.QUEUED,
-                        params={
-                            "modkwargs": job["modkwargs"],
-                            "algkwargs": job["algkwargs"],
-                            "name": job["name"],
-                            "backend": job["backend"].value if job["backend"] else None,
-                        },
-                        attempts=0,
-                        job_ref=ref,
-                    )
-                    db.add(session)
+        async def attempt() -> int | None:
+            async with self.sessions.begin() as db:
+                existing = (
+                    await db.execute(select(TrainingSession.id).where(TrainingSession.job_ref == ref))
+                ).scalar_one_or_none()
+                if existing is not None:
+                    return existing
+                model = (await db.execute(select(Model).where(Model.model_key == job["model_key"]))).scalar_one_or_none()
+                if model is None:
+                    model = Model(model_key=job["model_key"], family=family, name=job["name"])
+                    db.add(model)
                     await db.flush()
-                    return session.id
-            except IntegrityError:
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+                elif model.family != family:
+                    return None
+                latest = (
+                    await db.execute(
+                        select(func.max(TrainingSession.version)).where(TrainingSession.model_id == model.id)
+                    )
+                ).scalar_one_or_none()
+                session = TrainingSession(
+                    model_id=model.id,
+                    version=(latest or 0) + 1,
+                    kind=job["kind"],
+                    status=Status.QUEUED,
+                    params={
+                        "modkwargs": job["modkwargs"],
+                        "algkwargs": job["algkwargs"],
+                        "name": job["name"],
+                        "backend": job["backend"].value if job["backend"] else None,
+                    },
+                    attempts=0,
+                    job_ref=ref,
+                )
+                db.add(session)
+                await db.flush()
+                return session.id
+
+        return await retry_on_conflict(attempt)
 
     async def payload(self, payload_id: int) -> bytes | None:
         async with self.sessions() as db:

@@ -33,7 +33,7 @@ from contracts.schemas import PredictHeaders, ReplyHeaders, StatusEvent, TrainHe
 from contracts.settings import Settings
 from contracts.status import JobKind, Status
 from contracts.store import make_engine
-from contracts.topology import Header, MessageType, Topology
+from contracts.topology import MessageType, Topology
 
 from . import backends, jobs
 from .cache import Loaded, ModelCache

@@ -15,7 +15,8 @@ a conditional update in the same transaction that inserts its artifact, and
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -32,11 +33,14 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from .status import JobKind, Status
+
+T = TypeVar("T")
 
 
 def utcnow() -> dt.datetime:
@@ -174,3 +178,14 @@ def make_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(aurl, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], tries: int = 5) -> T:
+    """Run a transaction again when a concurrent writer won a unique constraint (a new version, a new model)."""
+    for n in range(tries):
+        try:
+            return await attempt()
+        except IntegrityError:
+            if n == tries - 1:
+                raise
+    raise AssertionError("unreachable")

@@ -143,7 +143,7 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
         return await handler(request)
     except MLServerError as e:
         return error_response(e)
-    except web.HTTPRequestEntityTooLarge as e:
+    except web.HTTPRequestEntityTooLarge:
         return error_response(PayloadTooLarge(f"body is over the {request.app[SETTINGS].max_body}-byte limit"))
     except web.HTTPNotFound:
         return error_response(NotFound(f"no route {request.method} {request.path}"))

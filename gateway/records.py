@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from contracts.errors import NotFound, NotTrained, TrainingFailed
 from contracts.status import JobKind, Status
-from contracts.store import Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
+from contracts.store import retry_on_conflict, Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
 
 
 @dataclass(frozen=True)
@@ -63,66 +62,60 @@ class Records:
         self, family: str, model_key: str, name: str | None, params: dict[str, Any], retrain: bool
     ) -> tuple[TrainingSession, bool]:
         """(session, True) for a new queued version; (latest session, False) when it exists and no retrain."""
-        for attempt in range(5):
-            try:
-                async with self.sessions.begin() as db:
-                    model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
-                    if model is None:
-                        model = Model(model_key=model_key, family=family, name=name)
-                        db.add(model)
-                        await db.flush()
-                    latest = await self._latest(db, model.id)
-                    if latest is not None and not retrain and latest.status is not Status.FAILED:
-                        return latest, False
-                    session = TrainingSession(
-                        model_id=model.id,
-                        version=(latest.version + 1) if latest else 1,
-                        kind=JobKind.FIT,
-                        status=Status.QUEUED,
-                        params=params,
-                        attempts=0,
-                    )
-                    db.add(session)
+        async def attempt() -> tuple[TrainingSession, bool]:
+            async with self.sessions.begin() as db:
+                model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
+                if model is None:
+                    model = Model(model_key=model_key, family=family, name=name)
+                    db.add(model)
                     await db.flush()
-                    return session, True
-            except IntegrityError:
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+                latest = await self._latest(db, model.id)
+                if latest is not None and not retrain and latest.status is not Status.FAILED:
+                    return latest, False
+                session = TrainingSession(
+                    model_id=model.id,
+                    version=(latest.version + 1) if latest else 1,
+                    kind=JobKind.FIT,
+                    status=Status.QUEUED,
+                    params=params,
+                    attempts=0,
+                )
+                db.add(session)
+                await db.flush()
+                return session, True
+
+        return await retry_on_conflict(attempt)
 
     async def submit_update(self, family: str, model_key: str, params: dict[str, Any]) -> TrainingSession:
-        for attempt in range(5):
-            try:
-                async with self.sessions.begin() as db:
-                    model = await self._model(db, family, model_key)
-                    done = (
-                        await db.execute(
-                            select(func.count())
-                            .select_from(TrainingSession)
-                            .where(TrainingSession.model_id == model.id, TrainingSession.status == Status.DONE)
-                        )
-                    ).scalar_one()
-                    latest = await self._latest(db, model.id)
-                    if not done:
-                        if latest is not None and latest.status is Status.FAILED:
-                            raise TrainingFailed(f"model {model_key!r} failed to train: {latest.error}")
-                        raise NotTrained(f"model {model_key!r} has no trained version to update yet")
-                    assert latest is not None
-                    session = TrainingSession(
-                        model_id=model.id,
-                        version=latest.version + 1,
-                        kind=JobKind.UPDATE,
-                        status=Status.QUEUED,
-                        params=params,
-                        attempts=0,
+        async def attempt() -> TrainingSession:
+            async with self.sessions.begin() as db:
+                model = await self._model(db, family, model_key)
+                done = (
+                    await db.execute(
+                        select(func.count())
+                        .select_from(TrainingSession)
+                        .where(TrainingSession.model_id == model.id, TrainingSession.status == Status.DONE)
                     )
-                    db.add(session)
-                    await db.flush()
-                    return session
-            except IntegrityError:
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+                ).scalar_one()
+                latest = await self._latest(db, model.id)
+                if not done:
+                    if latest is not None and latest.status is Status.FAILED:
+                        raise TrainingFailed(f"model {model_key!r} failed to train: {latest.error}")
+                    raise NotTrained(f"model {model_key!r} has no trained version to update yet")
+                assert latest is not None
+                session = TrainingSession(
+                    model_id=model.id,
+                    version=latest.version + 1,
+                    kind=JobKind.UPDATE,
+                    status=Status.QUEUED,
+                    params=params,
+                    attempts=0,
+                )
+                db.add(session)
+                await db.flush()
+                return session
+
+        return await retry_on_conflict(attempt)
 
     async def store_payload(self, session_id: int, data: bytes) -> int:
         async with self.sessions.begin() as db:

@@ -166,7 +166,7 @@ async def fit(request: web.Request) -> web.Response:
         )
     key = _model_key(family.name, params["name"], x, y, params["modkwargs"], backend)
     body = await asyncio.to_thread(encode_training, x, y)
-    records, broker = request.app[RECORDS], request.app[BROKER]
+    records = request.app[RECORDS]
     stored = {k: params[k] for k in ("modkwargs", "algkwargs", "name", "retrain")}
     stored["backend"] = backend.value if backend is not None else None  # None: the family's default
     session, created = await records.submit_fit(family.name, key, params["name"], stored, params["retrain"])
