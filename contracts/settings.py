@@ -54,6 +54,17 @@ def _str(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _tokens(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """`scope:sha256hex` entries, comma-separated; scopes are `read` and `write`."""
+    entries = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        scope, _, digest = item.partition(":")
+        if scope not in ("read", "write") or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+            raise SettingsError(f"{name}: {item[:12]}… is not `read:<sha256 hex>` or `write:<sha256 hex>` (see `ml-server token`)")
+        entries.append((scope, digest.lower()))
+    return tuple(entries)
+
+
 def _level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -92,6 +103,18 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
     ),
     "secret_file": ("ML_SERVER_SECRET_FILE", _str, None, "file holding the signing key (`make run` generates one)"),
     "log_level": ("ML_SERVER_LOG_LEVEL", _level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "tokens": (
+        "ML_SERVER_TOKENS",
+        _tokens,
+        None,
+        "bearer tokens the gateway accepts, as `scope:sha256(token)` entries, comma-separated (`ml-server token` makes one)",
+    ),
+    "allow_unauthenticated": (
+        "ML_SERVER_ALLOW_UNAUTHENTICATED",
+        _bool,
+        "false",
+        "let the gateway bind a non-loopback address without tokens",
+    ),
 }
 
 
@@ -111,6 +134,8 @@ class Settings:
     secret: str | None = field(default=None, repr=False)
     secret_file: str | None = None
     log_level: str = "INFO"
+    tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    allow_unauthenticated: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -10,6 +10,7 @@ from aiohttp import web
 from contracts import schema
 from contracts.settings import Settings, SettingsError
 
+from . import auth
 from .app import make_app
 
 
@@ -29,7 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, schema.SchemaError) as e:
         print(f"ml-server-gateway: {e}", file=sys.stderr)
         return 2
+    if not settings.tokens and not auth.is_loopback(settings.host) and not settings.allow_unauthenticated:
+        print(
+            f"ml-server-gateway: refusing to serve {settings.host} without authentication: set ML_SERVER_TOKENS "
+            "(see `ml-server token`), or ML_SERVER_ALLOW_UNAUTHENTICATED=true if something in front of it checks access",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.tokens:
+        logging.getLogger(__name__).warning(
+            "no ML_SERVER_TOKENS: anyone who can reach %s:%s may fit, predict and delete", settings.host, settings.port
+        )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     web.run_app(make_app(settings), host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
     return 0

@@ -17,6 +17,7 @@ from contracts.schemas import ModelResponse, ModelsQuery, VersionResponse, Versi
 from contracts.settings import Settings
 from contracts.store import make_engine
 
+from . import auth
 from .records import Records
 from .routes import json_response, routes
 from .rpc import Broker
@@ -129,11 +130,14 @@ def _query(schema: Any, request: web.Request) -> dict[str, Any]:
 
 
 def error_response(error: MLServerError) -> web.Response:
-    return web.Response(
+    response = web.Response(
         status=error.status,
         body=orjson.dumps({"error": error.to_wire()}),
         content_type="application/json",
     )
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="ml-server"'
+    return response
 
 
 @web.middleware
@@ -164,7 +168,7 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
 
 
 def make_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=settings.max_body)
+    app = web.Application(middlewares=[errors, auth.middleware(settings)], client_max_size=settings.max_body)
     app[SETTINGS] = settings
     app.add_routes(ops)
     app.add_routes(routes)

@@ -4,6 +4,7 @@
     ml-server gateway                the REST gateway alone
     ml-server consumer FAMILY        one consumer
     ml-server migrate                apply the store's schema migrations
+    ml-server token [--scope read]   make a bearer token and its settings entry
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Apply the store's schema migrations (Alembic) up to this version of ml-server. "
         "The gateway and the consumers refuse to start on a store that is behind.",
     )
+    token = sub.add_parser(
+        "token",
+        help="make a bearer token for the gateway",
+        description="Print a new random bearer token and the ML_SERVER_TOKENS entry (its SHA-256) that makes "
+        "the gateway accept it. Give the token to the client; put only the entry in the gateway's settings.",
+    )
+    token.add_argument("--scope", choices=["read", "write"], default="write", help="read: status, predict, listings; write: also fit, update, delete")
     sub.add_parser("gateway", help="start the REST gateway", add_help=False)
     sub.add_parser("consumer", help="start one consumer: ml-server consumer FAMILY", add_help=False)
     args, rest = p.parse_known_args(argv)
@@ -54,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "migrate":
         return _migrate()
+    if args.command == "token":
+        from .auth import new_token
+
+        secret, entry = new_token(args.scope)
+        print(f"token:            {secret}\nML_SERVER_TOKENS: {entry}")
+        return 0
     return _run(args.families)
 
 

@@ -1,0 +1,88 @@
+"""Bearer tokens: read and write scopes, 401 and 403, and no open gateway on a public address by accident."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from contracts.settings import Settings, SettingsError
+from gateway.auth import digest, is_loopback, new_token
+
+from .stack import ROOT, Stack, wait_for
+
+
+def test_token_settings_hold_hashes_and_bad_entries_name_the_variable() -> None:
+    token, entry = new_token("read")
+    settings = Settings.from_env({"ML_SERVER_TOKENS": f"{entry}, write:{digest('other')}"})
+    assert settings.tokens == (("read", digest(token)), ("write", digest("other")))
+    assert token not in repr(settings)
+    for bad in ("admin:" + "0" * 64, "read:abc", "write:" + "z" * 64, token):
+        with pytest.raises(SettingsError, match="ML_SERVER_TOKENS"):
+            Settings.from_env({"ML_SERVER_TOKENS": bad})
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
+
+
+def test_gateway_refuses_a_public_address_without_tokens(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ML_SERVER_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "ML_SERVER_HOST": "0.0.0.0",
+    }
+    subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "gateway"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "without authentication" in done.stderr and "ML_SERVER_TOKENS" in done.stderr
+
+
+@pytest.mark.integration
+def test_scopes_on_every_verb(fresh_stack: Stack) -> None:
+    write, write_entry = new_token("write")
+    read, read_entry = new_token("read")
+    fresh_stack.start_consumer("logreg")
+    fresh_stack.start_gateway(ML_SERVER_TOKENS=f"{write_entry},{read_entry}")
+    url = fresh_stack.family_url("logreg")
+
+    def auth(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame(rng.normal(size=(100, 3)), columns=["a", "b", "c"])
+    y = pd.DataFrame({"t": (x["a"] > 0).astype(int)})
+    fit = {"x": x.to_json(), "y": y.to_json(), "name": "auth"}
+
+    # Probes stay open; everything else needs a token.
+    assert requests.get(f"{fresh_stack.url}/healthz", timeout=10).status_code == 200
+    assert requests.get(f"{fresh_stack.url}/readyz", timeout=10).status_code == 200
+    for method, target in (("PUT", url), ("GET", f"{fresh_stack.url}/models"), ("GET", f"{fresh_stack.url}/families")):
+        r = requests.request(method, target, json=fit if method == "PUT" else None, timeout=10)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert requests.put(url, json=fit, headers=auth("not-a-token"), timeout=10).status_code == 401
+    assert requests.put(url, json=fit, headers={"Authorization": f"Basic {write}"}, timeout=10).status_code == 401
+
+    # A read token may not train.
+    r = requests.put(url, json=fit, headers=auth(read), timeout=10)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+    assert requests.get(f"{fresh_stack.url}/models", headers=auth(read), timeout=10).json()["total"] == 0
+
+    r = requests.put(url, json=fit, headers=auth(write), timeout=30)
+    assert r.status_code == 202, r.text
+    key = r.json()["model_key"]
+
+    def status() -> str:
+        return requests.get(url, params={"model_key": key}, headers=auth(read), timeout=10).json()["status"]
+
+    assert wait_for(lambda: status() in ("done", "failed"), 60, what="fit done") and status() == "done"
+    r = requests.post(url, json={"model_key": key, "x": x.head(3).to_json()}, headers=auth(read), timeout=30)
+    assert r.status_code == 200, r.text
+    assert requests.patch(url, json={"model_key": key, "x": x.to_json(), "y": y.to_json()}, headers=auth(read), timeout=10).status_code == 403
+    assert requests.delete(url, params={"model_key": key}, headers=auth(read), timeout=10).status_code == 403
+    assert requests.delete(url, params={"model_key": key}, headers=auth(write), timeout=10).json()["deleted"] == 1
