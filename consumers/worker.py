@@ -89,12 +89,14 @@ class Worker:
         await train_ch.declare_exchange(t.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         dead_q = await train_ch.declare_queue(t.dead_queue(name), durable=True, arguments=t.dead_queue_arguments())
         await dead_q.bind(dead_x, t.train_key(name))
-        train_q = await train_ch.declare_queue(t.train_queue(name), durable=True, arguments=t.train_queue_arguments())
+        train_q = await train_ch.declare_queue(t.train_queue(name), durable=True, arguments=t.train_queue_arguments(self.settings.max_train_queue))
         await train_q.bind(jobs_x, t.train_key(name))
 
         predict_ch = await self.connection.channel()
         await predict_ch.set_qos(prefetch_count=self.settings.predict_prefetch)
-        predict_q = await predict_ch.declare_queue(t.predict_queue(name), durable=True)
+        predict_q = await predict_ch.declare_queue(
+            t.predict_queue(name), durable=True, arguments=t.predict_queue_arguments(self.settings.max_predict_queue)
+        )
         await predict_q.bind(t.jobs_exchange, t.predict_key(name))
 
         self.events_channel = await self.connection.channel()

@@ -92,6 +92,18 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
         str(8 * 2**20),
         "training data above this many bytes goes through the store, the message carries its id",
     ),
+    "max_train_queue": (
+        "ML_SERVER_MAX_TRAIN_QUEUE",
+        _int,
+        "10000",
+        "fit/update jobs a family's train queue holds; beyond it fits get 503 (all consumers of a family must agree)",
+    ),
+    "max_predict_queue": (
+        "ML_SERVER_MAX_PREDICT_QUEUE",
+        _int,
+        "10000",
+        "predicts a family's predict queue holds; beyond it predicts get 503 (all consumers of a family must agree)",
+    ),
     "predict_timeout": ("ML_SERVER_PREDICT_TIMEOUT", _float, "30", "seconds a predict waits for a consumer (504 after)"),
     "publish_timeout": ("ML_SERVER_PUBLISH_TIMEOUT", _float, "5", "seconds to get a publish confirmed (503 after)"),
     "predict_prefetch": ("ML_SERVER_PREDICT_PREFETCH", _int, "32", "predict messages a consumer takes at once"),
@@ -128,6 +140,8 @@ class Settings:
     port: int = 8080
     max_body: int = 256 * 2**20
     inline_limit: int = 8 * 2**20
+    max_train_queue: int = 10_000
+    max_predict_queue: int = 10_000
     predict_timeout: float = 30.0
     publish_timeout: float = 5.0
     predict_prefetch: int = 32

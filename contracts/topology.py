@@ -94,12 +94,19 @@ class Topology:
     def event_key(family: str, model_key: str) -> str:
         return f"{family}.{model_key}"
 
-    def train_queue_arguments(self) -> dict[str, Any]:
+    def train_queue_arguments(self, max_length: int) -> dict[str, Any]:
+        """A full train queue refuses new jobs (the publisher gets a nack: 503), never drops accepted ones."""
         return {
             "x-queue-type": "quorum",
             "x-delivery-limit": DELIVERY_LIMIT,
             "x-dead-letter-exchange": self.dead_exchange,
+            "x-max-length": max_length,
+            "x-overflow": "reject-publish",
         }
+
+    @staticmethod
+    def predict_queue_arguments(max_length: int) -> dict[str, Any]:
+        return {"x-max-length": max_length, "x-overflow": "reject-publish"}
 
     @staticmethod
     def dead_queue_arguments() -> dict[str, Any]:

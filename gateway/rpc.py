@@ -139,7 +139,7 @@ class Broker:
         except PublishError as e:
             raise Unavailable(f"no queue takes {routing_key!r} (no consumer has declared it); the {what} was not accepted") from e
         except DeliveryError as e:
-            raise Unavailable(f"the broker refused the {what}: {e}") from e
+            raise Unavailable(f"the broker refused the {what}: its queue is full (or the broker is out of resources)") from e
         except asyncio.TimeoutError as e:
             raise Unavailable(f"the broker did not confirm the {what} within {self.settings.publish_timeout:g}s") from e
         except (AMQPError, ConnectionError, RuntimeError) as e:
