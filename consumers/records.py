@@ -120,6 +120,29 @@ class Records:
         async with self.sessions.begin() as db:
             await db.execute(delete(Payload).where(Payload.id == payload_id))
 
+    async def abandoned_attempts(self, job_id: int) -> int:
+        """How often an unfinished job was already started (each start that ended without a result)."""
+        async with self.sessions() as db:
+            row = (
+                await db.execute(
+                    select(TrainingSession.attempts).where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
+                )
+            ).scalar_one_or_none()
+            return row or 0
+
+    async def fail_poison(self, job_id: int, reason: str) -> int | None:
+        """Mark a poison job failed; its version, or None when it finished meanwhile."""
+        async with self.sessions.begin() as db:
+            res = await db.execute(
+                update(TrainingSession)
+                .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
+                .values(status=Status.FAILED, finished_at=utcnow(), error=reason)
+                .returning(TrainingSession.version)
+            )
+            version = res.scalar_one_or_none()
+            await db.execute(delete(Payload).where(Payload.session_id == job_id))
+            return version
+
     async def earlier_open(self, job_id: int) -> bool:
         """Whether a lower version of the same model is still queued or running (an update must wait)."""
         async with self.sessions() as db:

@@ -42,6 +42,9 @@ from .records import WORKER, Records
 
 log = logging.getLogger(__name__)
 
+# A fit started this many times without finishing (its process died each time) is a poison job.
+MAX_ATTEMPTS = 3
+
 # How long an update waits for the model's earlier versions before it gives its message back.
 UPDATE_ORDER_WAIT = 60.0
 
@@ -169,6 +172,20 @@ class Worker:
                     await _settle(message.reject(requeue=False))
                     return
             ctx = f"{ctx} job={job['job_id']}"
+            attempts = await self.records.abandoned_attempts(job["job_id"])
+            if attempts >= MAX_ATTEMPTS:
+                # Every start of this fit ended with its process dying: a poison job. Stop here.
+                reason = (
+                    f"gave up after {attempts} attempts: each one ended with the consumer or its fit process dying "
+                    f"(killed, out of memory or crashed); the job is in the dead-letter queue "
+                    f"{self.topology.dead_queue(self.family.name)}"
+                )
+                log.error("%s %s", ctx, reason)
+                version = await self.records.fail_poison(job["job_id"], reason)
+                if version is not None:
+                    await self._publish_event(job["model_key"], version, Status.FAILED)
+                await _settle(message.reject(requeue=False))
+                return
             body = message.body
             if job["payload_id"] is not None:
                 stored = await self.records.payload(job["payload_id"])

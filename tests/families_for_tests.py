@@ -1,11 +1,14 @@
 """Families defined outside the package, loaded by consumers as `tests.families_for_tests:NAME`.
 
 `slow` is a logistic regression whose fit sleeps `delay` seconds first (in
-small steps), so tests can catch a consumer in the middle of a fit.
+small steps), so tests can catch a consumer in the middle of a fit. `killer` kills its
+consumer on every fit.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 from sklearn.linear_model import LogisticRegression
@@ -28,4 +31,14 @@ class SlowLogisticRegression(LogisticRegression):
         return super().fit(X, y, sample_weight)
 
 
+class ConsumerKiller(LogisticRegression):
+    """Its fit kills the consumer process that runs it (the fit process's parent): a poison job."""
+
+    def fit(self, X, y, sample_weight=None):  # type: ignore[no-untyped-def,override]
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(60)
+        return self
+
+
 slow = Family("slow", SlowLogisticRegression, methods=("predict", "predict_proba"))
+killer = Family("killer", ConsumerKiller)
