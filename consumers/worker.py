@@ -194,9 +194,11 @@ class Worker:
             if job["payload_id"] is not None:  # the session is finished either way
                 await self.records.drop_payload(job["payload_id"])
         except (SQLAlchemyError, OSError) as e:
-            # Could not record the outcome: don't ack; the job comes back.
-            log.error("%s store unavailable, job returned to the queue: %s", ctx, e)
-            await asyncio.sleep(1)
+            # Could not record the outcome: never ack. Hold the delivery until the store
+            # answers again, then give it back once (every redelivery counts toward the
+            # queue's delivery limit, so no fast nack loop during an outage).
+            log.error("%s store unavailable; holding the job until it is back: %s", ctx, e)
+            await self._wait_for_store()
             await _settle(message.nack(requeue=True))
             return
         except EarlierVersionPending as e:
@@ -246,6 +248,16 @@ class Worker:
             return claim.version, Status.DONE
         log.info("%s finished elsewhere first; result dropped", ctx)
         return None
+
+    async def _wait_for_store(self) -> None:
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                await self.records.ping()
+                return
+            except (SQLAlchemyError, OSError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _wait_for_earlier_versions(self, job_id: int, ctx: str) -> None:
         """Updates apply in version order: wait while a lower version of the model is still open.

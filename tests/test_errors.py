@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import json
 import signal
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +25,8 @@ from client import GenericModelInterface
 from contracts.errors import DeadlineExceeded, InvalidInput, NotFound, NotTrained, TrainingFailed
 from contracts.frames import PARQUET, ParquetCodec, encode_training
 
-from .stack import Stack, free_port, wait_for
+from .proxy import TcpProxy
+from .stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -463,96 +462,6 @@ def test_slow_consumer_not_trained_body_limit_and_deadline(fresh_stack: Stack) -
 # ---- 503: the broker goes away, and comes back ------------------------------------------
 
 
-class TcpProxy:
-    """A loopback TCP proxy that can be cut (every connection closed, no listener) and restored on the same port."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
-        self._listener: socket.socket | None = None
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
-
-    def start(self) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        listener.settimeout(0.05)
-        self._stop = threading.Event()
-        self._listener = listener
-        self._spawn(self._accept, listener, self._stop)
-
-    def _spawn(self, target: Any, *args: Any) -> None:
-        t = threading.Thread(target=target, args=args, daemon=True)
-        t.start()
-        with self._lock:
-            self._threads.append(t)
-
-    def _accept(self, listener: socket.socket, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                if stop.is_set():
-                    client.close()
-                    upstream.close()
-                    return
-                self._sockets += [client, upstream]
-            self._spawn(self._pump, client, upstream)
-            self._spawn(self._pump, upstream, client)
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        """Stop listening and close every proxied connection; returns when all is closed."""
-        self._stop.set()
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-            threads, self._threads = self._threads, []
-        for s in sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in threads:
-            t.join(timeout=10)
-            assert not t.is_alive(), "a proxy thread did not stop"
-        for s in sockets:
-            s.close()
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-
-
 @pytest.fixture
 def broker_proxy() -> Iterator[TcpProxy]:
     proxy = TcpProxy(BROKER)
@@ -566,7 +475,7 @@ def broker_proxy() -> Iterator[TcpProxy]:
 def test_broker_unreachable_is_503_fast_and_the_gateway_recovers(fresh_stack: Stack, broker_proxy: TcpProxy) -> None:
     s = fresh_stack
     s.start_consumer("logreg")  # consumers talk to the real broker directly
-    s.start_gateway(ML_SERVER_BROKER_URL=broker_proxy.url)
+    s.start_gateway(ML_SERVER_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{broker_proxy.port}/")
     url = s.family_url("logreg")
     x, y = classification(30, seed=21)
     trained = fit_and_wait(s, "logreg", x, y, name="before-outage")
