@@ -11,6 +11,7 @@ never a stale hit.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -55,3 +56,31 @@ class ModelCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class Resolutions:
+    """Which stored version answers for (model_key, version or latest): no SQL on the predict path.
+
+    Dropped for a model when its status events say it was deleted or has a new
+    version; entries also expire after `ttl` seconds, in case an event is missed.
+    """
+
+    def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._items: dict[tuple[str, int | None], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[str, int | None]) -> Any | None:
+        item = self._items.get(key)
+        if item is None or item[0] < time.monotonic():
+            return None
+        return item[1]
+
+    def put(self, key: tuple[str, int | None], value: Any) -> None:
+        if len(self._items) >= self.size:
+            self._items.clear()
+        self._items[key] = (time.monotonic() + self.ttl, value)
+
+    def drop(self, model_key: str) -> None:
+        for key in [k for k in self._items if k[0] == model_key]:
+            del self._items[key]

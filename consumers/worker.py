@@ -36,7 +36,7 @@ from contracts.store import make_engine
 from contracts.topology import MessageType, Topology
 
 from . import backends, jobs
-from .cache import Loaded, ModelCache
+from .cache import Loaded, ModelCache, Resolutions
 from .families import Family
 from .records import WORKER, Records
 
@@ -65,6 +65,7 @@ class Worker:
         self.topology = Topology(settings.namespace)
         self.key = settings.signing_key()
         self.cache = ModelCache()
+        self.resolutions = Resolutions()
         self.stopping = asyncio.Event()
         self._train_task: asyncio.Task[Any] | None = None
         self._pool: ProcessPoolExecutor | None = None
@@ -292,6 +293,7 @@ class Worker:
             return
         # Deleted, or a newer version is the default now (older ones load again if asked for by number).
         if event["event"] == "deleted" or event["status"] == Status.DONE.value:
+            self.resolutions.drop(event["model_key"])
             dropped = self.cache.drop(event["model_key"])
             if dropped:
                 log.info("model=%s dropped %d cached version(s) (%s)", event["model_key"], dropped, event["event"] if event["event"] == "deleted" else "new version")
@@ -346,7 +348,11 @@ class Worker:
             job = PredictHeaders().load(dict(message.headers or {}))
         except ValidationError as e:
             raise InvalidInput(f"invalid predict headers: {e.messages}", fields=e.messages) from e
-        where = await self.records.servable(self.family.name, job["model_key"], job["version"])
+        lookup = (job["model_key"], job["version"])
+        where = self.resolutions.get(lookup)
+        if where is None:
+            where = await self.records.servable(self.family.name, job["model_key"], job["version"])
+            self.resolutions.put(lookup, where)
         cache_key = (job["model_key"], where.session_id)
         loaded = self.cache.get(cache_key)
         if loaded is None:

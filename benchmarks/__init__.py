@@ -1,0 +1,1 @@
+"""Benchmarks: a program, not tests (`python -m benchmarks.run`); never collected by `make test`."""
