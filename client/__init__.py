@@ -14,17 +14,24 @@ from contracts.errors import (
 )
 
 from .client import GenericModelInterface
+from .estimator import RemoteClassifier, RemoteEstimator, RemoteRegressor
+from .models import AsyncModelClient, ModelClient
 
 __all__ = [
     "ArtifactIncompatible",
+    "AsyncModelClient",
     "DeadlineExceeded",
     "DecodeError",
     "GenericModelInterface",
     "InvalidInput",
     "MLServerError",
+    "ModelClient",
     "NotFound",
     "NotTrained",
     "PayloadTooLarge",
+    "RemoteClassifier",
+    "RemoteEstimator",
+    "RemoteRegressor",
     "TrainingFailed",
     "Unavailable",
 ]

@@ -18,23 +18,10 @@ import numpy as np
 import pandas as pd
 import requests
 
-from contracts.errors import MLServerError, TrainingFailed, from_wire
+from contracts.errors import MLServerError
 from contracts.frames import PARQUET, ParquetCodec, encode_training
-from contracts.status import Status
 
-
-def _frame(data: pd.DataFrame | pd.Series | np.ndarray | None) -> pd.DataFrame | None:
-    if data is None:
-        return None
-    if isinstance(data, pd.Series):
-        return data.to_frame()
-    if isinstance(data, pd.DataFrame):
-        return data
-    return pd.DataFrame(np.asarray(data))
-
-
-def _strings(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.set_axis([str(c) for c in frame.columns], axis=1)
+from ._wire import _frame, _strings, backoff, error_from, settled, still_running
 
 
 class GenericModelInterface:
@@ -123,17 +110,14 @@ class GenericModelInterface:
     def wait(self, timeout: float | None = 3600.0) -> dict[str, Any]:
         """Block until the latest training session is done; raise TrainingFailed if it failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.02
-        while True:
+        for delay in backoff():
             state = self.status()
-            if state["status"] == Status.DONE:
+            if settled(state, self._key):
                 return state
-            if state["status"] == Status.FAILED:
-                raise TrainingFailed(f"training of {self._key} version {state['version']} failed: {state.get('error')}")
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"model {self._key} still {state['status']} after {timeout}s")
+                raise still_running(self._key, state, timeout)
             time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+        raise AssertionError("unreachable")
 
     # ---- plumbing ------------------------------------------------------------
 
@@ -153,10 +137,4 @@ class GenericModelInterface:
 
 
 def _error(response: requests.Response) -> MLServerError:
-    try:
-        body = response.json()["error"]
-        error = from_wire(body.get("code", ""), body.get("message", ""), body.get("fields"))
-    except (ValueError, KeyError, TypeError):
-        error = MLServerError(f"HTTP {response.status_code}: {response.text[:500]}")
-    error.status = response.status_code
-    return error
+    return error_from(response.status_code, response.content)

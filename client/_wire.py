@@ -1,0 +1,206 @@
+"""What the clients send and how they read answers, with no I/O (sans-IO).
+
+Each verb is a `Call`: method, path, query, body, headers, and how to read a
+successful answer. `GenericModelInterface`, `ModelClient` and
+`AsyncModelClient` only differ in how they carry a `Call` (requests or
+aiohttp), so the wire format, the error mapping and the waiting rules live
+here once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from contracts.errors import MLServerError, TrainingFailed, from_wire
+from contracts.frames import JSON, PARQUET, JsonCodec, ParquetCodec, encode_training
+from contracts.status import Status
+
+Format = Literal["parquet", "json"]
+FORMATS = ("parquet", "json")
+_JSON_ORIENT = "split"
+
+
+def _frame(data: pd.DataFrame | pd.Series | np.ndarray | None) -> pd.DataFrame | None:
+    if data is None:
+        return None
+    if isinstance(data, pd.Series):
+        return data.to_frame()
+    if isinstance(data, pd.DataFrame):
+        return data
+    return pd.DataFrame(np.asarray(data))
+
+
+def _strings(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.set_axis([str(c) for c in frame.columns], axis=1)
+
+
+def as_frame(data: pd.DataFrame | pd.Series | np.ndarray) -> pd.DataFrame:
+    """A DataFrame with string column names, as the server sees it."""
+    frame = _frame(data)
+    assert frame is not None
+    return _strings(frame)
+
+
+def error_from(status: int, body: bytes) -> MLServerError:
+    """The typed error for an error answer `{"error": {code, message, fields?}}`."""
+    try:
+        err = json.loads(body)["error"]
+        error = from_wire(err.get("code", ""), err.get("message", ""), err.get("fields"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        error = MLServerError(f"HTTP {status}: {body[:500].decode(errors='replace')}")
+    error.status = status
+    return error
+
+
+# ---- waiting ------------------------------------------------------------------
+
+
+def backoff(first: float = 0.02, factor: float = 1.5, cap: float = 0.5) -> Iterator[float]:
+    """Delays between status polls: 20 ms, growing to at most 0.5 s."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * factor, cap)
+
+
+def settled(state: Mapping[str, Any], key: str | None, version: int | None = None) -> bool:
+    """True when the latest version (at least `version`) is done; TrainingFailed when it failed."""
+    if version is not None and state["version"] < version:
+        return False
+    if state["status"] == Status.DONE:
+        return True
+    if state["status"] == Status.FAILED:
+        raise TrainingFailed(f"training of {key} version {state['version']} failed: {state.get('error')}")
+    return False
+
+
+def still_running(key: str | None, state: Mapping[str, Any], timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"model {key} still {state['status']} after {timeout}s")
+
+
+# ---- calls --------------------------------------------------------------------
+
+
+def _json(body: bytes) -> Any:
+    return json.loads(body)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP exchange: what to send and how to read a 2xx answer's body."""
+
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    read: Callable[[bytes], Any] = _json
+
+
+def _query(values: Mapping[str, Any]) -> dict[str, str]:
+    """Query-string values as text (JSON for dicts, lowercase for booleans); None is left out."""
+    out: dict[str, str] = {}
+    for k, v in values.items():
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            out[k] = str(v).lower()
+        elif isinstance(v, (dict, list)):
+            out[k] = json.dumps(v)
+        else:
+            out[k] = str(getattr(v, "value", v))
+    return out
+
+
+def _json_frame(frame: pd.DataFrame) -> str:
+    return frame.to_json(orient=_JSON_ORIENT, double_precision=15)
+
+
+def _body(data: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
+    return json.dumps({k: v for k, v in data.items() if v is not None}).encode(), {"Content-Type": JSON}
+
+
+def _training(
+    fmt: Format, method: str, family: str, x: Any, y: Any, fields: dict[str, Any]
+) -> Call:
+    xf = as_frame(x)
+    yf = as_frame(y) if y is not None else None
+    if fmt == "parquet":
+        return Call(method, f"/{family}", _query(fields), encode_training(xf, yf), {"Content-Type": PARQUET})
+    body, headers = _body(
+        {**fields, "x": _json_frame(xf), "y": _json_frame(yf) if yf is not None else None, "orient": _JSON_ORIENT}
+    )
+    return Call(method, f"/{family}", {}, body, headers)
+
+
+def fit(
+    fmt: Format,
+    family: str,
+    x: Any,
+    y: Any,
+    *,
+    name: str | None,
+    modkwargs: dict[str, Any] | None,
+    algkwargs: dict[str, Any] | None,
+    retrain: bool,
+    backend: str | None,
+) -> Call:
+    fields = {
+        "name": name,
+        "modkwargs": modkwargs or {},
+        "algkwargs": algkwargs or {},
+        "retrain": bool(retrain),
+        "backend": backend,
+    }
+    return _training(fmt, "PUT", family, x, y, fields)
+
+
+def update(fmt: Format, family: str, model_key: str, x: Any, y: Any) -> Call:
+    return _training(fmt, "PATCH", family, x, y, {"model_key": model_key})
+
+
+def _read_json_prediction(body: bytes) -> pd.DataFrame:
+    answer = json.loads(body)
+    return JsonCodec.decode(answer["data"], answer["orient"], what="prediction")
+
+
+def _read_parquet_prediction(body: bytes) -> pd.DataFrame:
+    return ParquetCodec.decode(body, what="prediction")
+
+
+def predict(
+    fmt: Format, family: str, model_key: str, x: Any, *, version: int | None, kwargs: dict[str, Any]
+) -> Call:
+    xf = as_frame(x)
+    fields: dict[str, Any] = {"model_key": model_key, "version": version, "kwargs": kwargs or None}
+    if fmt == "parquet":
+        headers = {"Content-Type": PARQUET, "Accept": PARQUET}
+        return Call("POST", f"/{family}", _query(fields), ParquetCodec.encode(xf), headers, _read_parquet_prediction)
+    body, headers = _body({**fields, "x": _json_frame(xf), "orient": _JSON_ORIENT})
+    return Call("POST", f"/{family}", {}, body, headers, _read_json_prediction)
+
+
+def status(family: str, model_key: str) -> Call:
+    return Call("GET", f"/{family}", {"model_key": model_key})
+
+
+def delete(family: str, model_key: str) -> Call:
+    return Call("DELETE", f"/{family}", {"model_key": model_key})
+
+
+def versions(model_key: str, filters: Mapping[str, Any]) -> Call:
+    return Call("GET", f"/models/{model_key}/versions", _query(filters))
+
+
+def models(filters: Mapping[str, Any]) -> Call:
+    return Call("GET", "/models", _query(filters))
+
+
+def families() -> Call:
+    return Call("GET", "/families", read=lambda body: json.loads(body)["families"])

@@ -1,0 +1,253 @@
+"""`ModelClient` and `AsyncModelClient`: every verb of the gateway, for any family and model.
+
+    client = ModelClient("http://localhost:8080", token="...")
+    state = client.fit("logreg", x, y, name="churn", modkwargs={"C": 0.5})   # waits until done
+    yhat = client.predict("logreg", state["model_key"], x)                   # a DataFrame indexed like x
+
+Data travels as Parquet (`format="json"` for the seed's JSON); every error
+answer is raised as its `contracts.errors` class. The wire format lives in
+`client._wire`, shared with `GenericModelInterface`; these classes only carry it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+from typing import Any, Self, TypeAlias
+
+import aiohttp
+import numpy as np
+import pandas as pd
+import requests
+
+from . import _wire
+from ._wire import Call, Format, backoff, error_from, settled, still_running
+
+Data: TypeAlias = pd.DataFrame | pd.Series | np.ndarray
+
+
+def _check_format(fmt: str) -> Format:
+    if fmt not in _wire.FORMATS:
+        raise ValueError(f"format must be one of {_wire.FORMATS}, not {fmt!r}")
+    return fmt  # type: ignore[return-value]
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class ModelClient:
+    """Blocking client of one gateway (requests)."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0, format: str = "parquet") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.format = _check_format(format)
+        self.http = requests.Session()
+        self.http.headers.update(_headers(token))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _do(self, call: Call) -> Any:
+        response = self.http.request(
+            call.method,
+            self.base_url + call.path,
+            params=call.params,
+            data=call.body,
+            headers=call.headers,
+            timeout=self.timeout,
+        )
+        if response.status_code >= 400:
+            raise error_from(response.status_code, response.content)
+        return call.read(response.content)
+
+    def fit(
+        self,
+        family: str,
+        x: Data,
+        y: Data | None = None,
+        *,
+        name: str | None = None,
+        modkwargs: dict[str, Any] | None = None,
+        algkwargs: dict[str, Any] | None = None,
+        retrain: bool = False,
+        backend: str | None = None,
+        wait: bool = True,
+        wait_timeout: float | None = 3600.0,
+    ) -> dict[str, Any]:
+        """Train; with `wait`, the status once the version is done (TrainingFailed if it failed)."""
+        call = _wire.fit(
+            self.format, family, x, y, name=name, modkwargs=modkwargs, algkwargs=algkwargs, retrain=retrain, backend=backend
+        )
+        accepted = self._do(call)
+        if not wait:
+            return accepted
+        return self.wait(family, accepted["model_key"], accepted["version"], timeout=wait_timeout)
+
+    def update(
+        self, family: str, model_key: str, x: Data, y: Data | None = None, *, wait: bool = True, wait_timeout: float | None = 3600.0
+    ) -> dict[str, Any]:
+        """`partial_fit` on the latest done version, making a new version."""
+        accepted = self._do(_wire.update(self.format, family, model_key, x, y))
+        if not wait:
+            return accepted
+        return self.wait(family, model_key, accepted["version"], timeout=wait_timeout)
+
+    def predict(
+        self, family: str, model_key: str, x: Data, *, method: str = "predict", version: int | None = None, **kwargs: Any
+    ) -> pd.DataFrame:
+        """A DataFrame indexed like `x`; `method` picks `predict_proba` etc., `kwargs` go to it."""
+        arguments = kwargs if method == "predict" else {"method": method, **kwargs}
+        return self._do(_wire.predict(self.format, family, model_key, x, version=version, kwargs=arguments))  # type: ignore[no-any-return]
+
+    def status(self, family: str, model_key: str) -> dict[str, Any]:
+        return self._do(_wire.status(family, model_key))  # type: ignore[no-any-return]
+
+    def delete(self, family: str, model_key: str) -> dict[str, Any]:
+        return self._do(_wire.delete(family, model_key))  # type: ignore[no-any-return]
+
+    def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
+        """Every version of a model, newest first; filters `status`, `limit`, `offset`."""
+        return self._do(_wire.versions(model_key, filters))  # type: ignore[no-any-return]
+
+    def models(self, **filters: Any) -> dict[str, Any]:
+        """Models with their latest version; filters `family`, `name`, `status`, `limit`, `offset`."""
+        return self._do(_wire.models(filters))  # type: ignore[no-any-return]
+
+    def families(self) -> list[dict[str, Any]]:
+        """The families served: name, supervised, supports_update, params, methods."""
+        return self._do(_wire.families())  # type: ignore[no-any-return]
+
+    def wait(self, family: str, model_key: str, version: int | None = None, timeout: float | None = 3600.0) -> dict[str, Any]:
+        """Poll (20 ms, backing off to 0.5 s) until `version` (default: the latest) is done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for delay in backoff():
+            state = self.status(family, model_key)
+            if settled(state, model_key, version):
+                return state
+            if deadline is not None and time.monotonic() > deadline:
+                raise still_running(model_key, state, timeout)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+class AsyncModelClient:
+    """The same API as `ModelClient`, awaited, on one `aiohttp.ClientSession`.
+
+        async with AsyncModelClient("http://localhost:8080") as client:
+            state = await client.fit("linreg", x, y)
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0, format: str = "parquet") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.format = _check_format(format)
+        self._token = token
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the running loop.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=_headers(self._token), timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
+        return self._session
+
+    async def _do(self, call: Call) -> Any:
+        async with self._http().request(
+            call.method, self.base_url + call.path, params=call.params, data=call.body, headers=call.headers
+        ) as response:
+            body = await response.read()
+        if response.status >= 400:
+            raise error_from(response.status, body)
+        if len(body) > 256 * 1024:
+            return await asyncio.to_thread(call.read, body)
+        return call.read(body)
+
+    async def fit(
+        self,
+        family: str,
+        x: Data,
+        y: Data | None = None,
+        *,
+        name: str | None = None,
+        modkwargs: dict[str, Any] | None = None,
+        algkwargs: dict[str, Any] | None = None,
+        retrain: bool = False,
+        backend: str | None = None,
+        wait: bool = True,
+        wait_timeout: float | None = 3600.0,
+    ) -> dict[str, Any]:
+        call = await asyncio.to_thread(
+            _wire.fit, self.format, family, x, y,
+            name=name, modkwargs=modkwargs, algkwargs=algkwargs, retrain=retrain, backend=backend,
+        )
+        accepted = await self._do(call)
+        if not wait:
+            return accepted  # type: ignore[no-any-return]
+        return await self.wait(family, accepted["model_key"], accepted["version"], timeout=wait_timeout)
+
+    async def update(
+        self, family: str, model_key: str, x: Data, y: Data | None = None, *, wait: bool = True, wait_timeout: float | None = 3600.0
+    ) -> dict[str, Any]:
+        call = await asyncio.to_thread(_wire.update, self.format, family, model_key, x, y)
+        accepted = await self._do(call)
+        if not wait:
+            return accepted  # type: ignore[no-any-return]
+        return await self.wait(family, model_key, accepted["version"], timeout=wait_timeout)
+
+    async def predict(
+        self, family: str, model_key: str, x: Data, *, method: str = "predict", version: int | None = None, **kwargs: Any
+    ) -> pd.DataFrame:
+        arguments = kwargs if method == "predict" else {"method": method, **kwargs}
+        call = _wire.predict(self.format, family, model_key, x, version=version, kwargs=arguments)
+        return await self._do(call)  # type: ignore[no-any-return]
+
+    async def status(self, family: str, model_key: str) -> dict[str, Any]:
+        return await self._do(_wire.status(family, model_key))  # type: ignore[no-any-return]
+
+    async def delete(self, family: str, model_key: str) -> dict[str, Any]:
+        return await self._do(_wire.delete(family, model_key))  # type: ignore[no-any-return]
+
+    async def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
+        return await self._do(_wire.versions(model_key, filters))  # type: ignore[no-any-return]
+
+    async def models(self, **filters: Any) -> dict[str, Any]:
+        return await self._do(_wire.models(filters))  # type: ignore[no-any-return]
+
+    async def families(self) -> list[dict[str, Any]]:
+        return await self._do(_wire.families())  # type: ignore[no-any-return]
+
+    async def wait(
+        self, family: str, model_key: str, version: int | None = None, timeout: float | None = 3600.0
+    ) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for delay in backoff():
+            state = await self.status(family, model_key)
+            if settled(state, model_key, version):
+                return state
+            if deadline is not None and time.monotonic() > deadline:
+                raise still_running(model_key, state, timeout)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
