@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import io
 import json
 import os
@@ -413,23 +412,9 @@ class Processes:
 
 def purge_namespace(namespace: str) -> None:
     """Delete the queues and exchanges this run left on the broker (only names under its namespace)."""
-    import aio_pika
+    from tests.stack import purge_namespace as purge
 
-    def names(what: str) -> list[str]:
-        out = subprocess.run(["rabbitmqctl", "-q", what, "name"], capture_output=True, text=True, timeout=60).stdout
-        return [n for n in out.split() if n.startswith(f"{namespace}.")]
-
-    queues, exchanges = names("list_queues"), names("list_exchanges")
-
-    async def purge() -> None:
-        async with await aio_pika.connect(BROKER_URL) as connection:
-            channel = await connection.channel()
-            for q in queues:
-                await channel.queue_delete(q)
-            for x in exchanges:
-                await channel.exchange_delete(x)
-
-    asyncio.run(purge())
+    purge(namespace, BROKER_URL)
 
 
 def consumers_on(namespace: str, queues: list[str]) -> bool:
