@@ -56,7 +56,8 @@ def test_scopes_on_every_verb(fresh_stack: Stack) -> None:
     rng = np.random.default_rng(3)
     x = pd.DataFrame(rng.normal(size=(100, 3)), columns=["a", "b", "c"])
     y = pd.DataFrame({"t": (x["a"] > 0).astype(int)})
-    fit = {"x": x.to_json(), "y": y.to_json(), "name": "auth"}
+    name = f"auth-{fresh_stack.namespace}"  # the database is shared with other tests
+    fit = {"x": x.to_json(), "y": y.to_json(), "name": name}
 
     # Probes stay open; everything else needs a token.
     assert requests.get(f"{fresh_stack.url}/healthz", timeout=10).status_code == 200
@@ -71,7 +72,8 @@ def test_scopes_on_every_verb(fresh_stack: Stack) -> None:
     # A read token may not train.
     r = requests.put(url, json=fit, headers=auth(read), timeout=10)
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
-    assert requests.get(f"{fresh_stack.url}/models", headers=auth(read), timeout=10).json()["total"] == 0
+    listed = requests.get(f"{fresh_stack.url}/models", params={"name": name}, headers=auth(read), timeout=10)
+    assert listed.status_code == 200 and listed.json()["total"] == 0  # nothing was created
 
     r = requests.put(url, json=fit, headers=auth(write), timeout=30)
     assert r.status_code == 202, r.text
