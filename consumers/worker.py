@@ -348,6 +348,7 @@ class Worker:
             job = PredictHeaders().load(dict(message.headers or {}))
         except ValidationError as e:
             raise InvalidInput(f"invalid predict headers: {e.messages}", fields=e.messages) from e
+        x = ParquetCodec.decode(message.body)  # the input first: a bad frame is a 422 whatever the model
         lookup = (job["model_key"], job["version"])
         where = self.resolutions.get(lookup)
         if where is None:
@@ -367,7 +368,6 @@ class Worker:
             )
             loaded = Loaded(estimator, art.meta, where.version, art.backend)
             self.cache.put(cache_key, loaded)
-        x = ParquetCodec.decode(message.body)
         kwargs = dict(job["kwargs"])
         method = kwargs.pop("method", "predict")
         if len(x) > _INLINE_ROWS:

@@ -233,14 +233,16 @@ async def predict(request: web.Request) -> web.Response:
     family = await _family(request)
     if _kind(request) == PARQUET:
         params = _load(PredictParams(), dict(request.query))
-        x = await asyncio.to_thread(ParquetCodec.decode, await _body(request))
+        # Forwarded as sent: the consumer reads (and validates) the frame once, and
+        # a body that is not a readable frame comes back as the same 422.
+        payload = await _body(request)
     else:
         params = await _load_json(request, PredictRequest())
         x = params.pop("x")
+        payload = ParquetCodec.encode(x) if len(x) < 10_000 else await asyncio.to_thread(ParquetCodec.encode, x)
     settings = request.app[SETTINGS]
     headers = PredictHeaders().dump({"model_key": params["model_key"], "version": params["version"], "kwargs": params["kwargs"]})
     headers = {k: v for k, v in headers.items() if v is not None}
-    payload = ParquetCodec.encode(x) if len(x) < 10_000 else await asyncio.to_thread(ParquetCodec.encode, x)
     reply_headers, reply_body = await request.app[BROKER].call(family.name, payload, headers, settings.predict_timeout)
     reply = ReplyHeaders().load(reply_headers)
     if reply["status"] != 200:
