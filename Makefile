@@ -23,7 +23,7 @@ run: install broker
 	$(BIN)/ml-server run
 
 test: install broker
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -1,6 +1,6 @@
 """Side-by-side benchmark of ml-server, in one run, on this machine.
 
-    .venv/bin/python -m benchmarks.run [--quick] [--out DIR] [--mlserver]
+    .venv/bin/python -m benchmarks.run [--quick] [--out DIR] [--mlserver] [--soak SECONDS]
 
 Measures, against the local RabbitMQ (ML_SERVER_BENCH_BROKER_URL, default
 amqp://guest:guest@127.0.0.1:5672/):
@@ -10,8 +10,14 @@ amqp://guest:guest@127.0.0.1:5672/):
   the same RabbitMQ, at 1 and 32 concurrent callers;
 - ml-server: REST JSON, REST Parquet and direct AMQP predicts at 1 and 32 concurrent
   clients, 1 and 1,000 rows (requests/s, p50/p99), from a load generator in a process
-  of its own that reports its own CPU time per request;
+  of its own that reports its own CPU time per request (a 32-client measurement whose
+  load generator used more than 70 % of a core is run again split over two processes,
+  and flagged); for REST, the mean predict requests per broker message (the gateway
+  coalesces), from the gateway's GET /metrics;
 - fit of 10,000x10 and 100,000x10, submit to done, against the in-process fit;
+- a memory soak (--soak SECONDS; 300, 20 with --quick, 0: none): steady mixed load
+  (1-row and 1,000-row REST Parquet predicts from 32 clients, a REST JSON predict
+  stream, a fit every 5 s) while the RSS of the gateway and consumer is sampled;
 - peak RSS (VmHWM) of the gateway and consumer processes at the end;
 - with --mlserver: Seldon MLServer (scikit-learn runtime, same model) installed on
   demand into benchmarks/.venv-mlserver.
@@ -19,7 +25,8 @@ amqp://guest:guest@127.0.0.1:5672/):
 It starts its own gateway and `logreg` consumer (SQLite in a temporary folder, a
 namespace of its own, a free port), and stops them and deletes its queues and
 exchanges at the end, also on Ctrl-C. Results: results.json and results.md
-(and latest.md / latest.json) in benchmarks/results/ or --out.
+(and latest.md / latest.json) in benchmarks/results/ or --out; the Markdown opens with
+the targets P1-P5 of the README's Performance section, met or missed.
 """
 
 from __future__ import annotations
@@ -51,6 +58,10 @@ BROKER_URL = os.environ.get("ML_SERVER_BENCH_BROKER_URL", "amqp://guest:guest@12
 FEATURES = 10
 MLSERVER_VENV = HERE / ".venv-mlserver"
 PARQUET = "application/vnd.apache.parquet"
+# A load-generator process above this share of one core may be what limits a measurement.
+LOADGEN_SATURATED = 0.70
+# The gateway's predict-coalescing settings recorded with a run (contracts/settings.py).
+BATCH_SETTINGS = ("batch_max_rows", "batch_max_wait", "batch_inflight")
 
 
 # ---- data --------------------------------------------------------------------
@@ -248,7 +259,14 @@ class AmqpCaller:
         await self.connection.close()
 
 
-async def run_scenario(spec: dict[str, Any], sc: dict[str, Any]) -> dict[str, Any]:
+async def _sleep_until(start_at: float | None) -> None:
+    """Wait for a wall-clock start time, so that the processes of one measurement start together."""
+    if start_at is not None:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+
+
+async def run_scenario(spec: dict[str, Any], sc: dict[str, Any], start_at: float | None = None) -> dict[str, Any]:
+    """One measurement from this process: its raw latencies, CPU time and errors (merged by the parent)."""
     import aiohttp
     import orjson
 
@@ -297,6 +315,7 @@ async def run_scenario(spec: dict[str, Any], sc: dict[str, Any]) -> dict[str, An
             if r.status != 200:
                 raise RuntimeError(f"{kind}: HTTP {r.status}: {data[:300]!r}")
 
+    await _sleep_until(start_at)
     warmup, duration = spec["warmup"], spec["duration"]
     latencies: list[float] = []
     errors: list[str] = []
@@ -333,8 +352,23 @@ async def run_scenario(spec: dict[str, Any], sc: dict[str, Any]) -> dict[str, An
             await session.close()
         if caller is not None:
             await caller.close()
+    return {
+        "latencies": latencies,
+        "seconds": duration,
+        "cpu": marks["cpu1"] - marks["cpu0"],
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
+
+
+def merge_parts(sc: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One measurement's result from its load-generator processes' parts."""
+    latencies = [v for p in parts for v in p["latencies"]]
     n = len(latencies)
-    cpu = marks["cpu1"] - marks["cpu0"]
+    duration = parts[0]["seconds"]
+    cpu = sum(p["cpu"] for p in parts)
+    shares = [p["cpu"] / duration for p in parts]
+    first_error = next((p["first_error"] for p in parts if p["first_error"]), None)
     return {
         **sc,
         "requests": n,
@@ -342,39 +376,337 @@ async def run_scenario(spec: dict[str, Any], sc: dict[str, Any]) -> dict[str, An
         "rps": n / duration,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
+        "loadgen_procs": len(parts),
         "loadgen_cpu_us_per_request": (cpu / n * 1e6) if n else None,
-        "loadgen_cpu_share": cpu / duration,
+        "loadgen_cpu_share": cpu / duration,  # all its processes together, in cores
+        "loadgen_cpu_share_max_process": max(shares),
+        "loadgen_saturated": max(shares) > LOADGEN_SATURATED,
+        "errors": sum(p["errors"] for p in parts),
+        "first_error": first_error,
+    }
+
+
+async def run_soak(spec: dict[str, Any], soak: dict[str, Any], start_at: float | None = None) -> dict[str, Any]:
+    """The steady mixed load of the memory soak (P5), for soak["seconds"]."""
+    import aiohttp
+    import orjson
+
+    from contracts.frames import ParquetCodec, JsonCodec
+
+    gateway, key = spec["gateway"], spec["model_key"]
+    parquet_url = f"{gateway}/logreg?model_key={key}"
+    parquet_headers = {"Content-Type": PARQUET, "Accept": PARQUET}
+    streams: list[tuple[str, str, bytes, dict[str, str], int]] = [
+        ("rest_parquet_1", parquet_url, ParquetCodec.encode(predict_frame(1)), parquet_headers, soak["clients_1"]),
+        ("rest_parquet_1000", parquet_url, ParquetCodec.encode(predict_frame(1000)), parquet_headers, soak["clients_1000"]),
+        (
+            "rest_json_1",
+            f"{gateway}/logreg",
+            orjson.dumps({"model_key": key, "x": JsonCodec.encode(predict_frame(1), "split"), "orient": "split"}),
+            {"Content-Type": "application/json"},
+            soak["clients_json"],
+        ),
+    ]
+    fit = fit_body(soak["fit_rows"])
+    counts: dict[str, int] = {name: 0 for name, *_ in streams}
+    latencies: dict[str, list[float]] = {name: [] for name, *_ in streams}
+    fits = {"submitted": 0, "done": 0, "failed": 0, "seconds": []}
+    errors: list[str] = []
+    total = sum(s[4] for s in streams) + 4
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=total), timeout=aiohttp.ClientTimeout(total=120))
+    await _sleep_until(start_at)
+    loop = asyncio.get_running_loop()
+    t_end = loop.time() + soak["seconds"]
+    cpu0 = cpu_seconds()
+
+    async def predictor(name: str, url: str, body: bytes, headers: dict[str, str]) -> None:
+        while loop.time() < t_end:
+            s = time.perf_counter()
+            try:
+                async with session.post(url, data=body, headers=headers) as r:
+                    data = await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"HTTP {r.status}: {data[:300]!r}")
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                errors.append(f"{name}: {type(e).__name__}: {e}"[:300])
+                await asyncio.sleep(0.05)
+                continue
+            counts[name] += 1
+            latencies[name].append(time.perf_counter() - s)
+
+    async def fitter() -> None:
+        # Retrains the model the predicts use (same name and data: a new version of the same key), so the
+        # consumer's model cache keeps replacing it, as in production.
+        while loop.time() < t_end:
+            began = loop.time()
+            try:
+                async with session.put(
+                    f"{gateway}/logreg", params={"name": soak["fit_name"], "retrain": "true"}, data=fit, headers={"Content-Type": PARQUET}
+                ) as r:
+                    answer = await r.json()
+                    if r.status not in (200, 202):
+                        raise RuntimeError(f"fit: HTTP {r.status}: {str(answer)[:300]}")
+                fits["submitted"] += 1
+                while loop.time() < t_end:
+                    async with session.get(f"{gateway}/logreg", params={"model_key": answer["model_key"]}) as r:
+                        s = await r.json()
+                    if s["version"] == answer["version"] and s["status"] in ("done", "failed"):
+                        fits[s["status"]] += 1
+                        fits["seconds"].append(loop.time() - began)
+                        break
+                    await asyncio.sleep(0.1)
+            except Exception as e:  # noqa: BLE001 - counted and reported
+                errors.append(f"fit: {type(e).__name__}: {e}"[:300])
+            await asyncio.sleep(max(0.0, began + soak["fit_every"] - loop.time()))
+
+    tasks = [predictor(name, url, body, headers) for name, url, body, headers, n in streams for _ in range(n)]
+    try:
+        await asyncio.gather(fitter(), *tasks)
+    finally:
+        await session.close()
+    cpu = cpu_seconds() - cpu0
+    seconds = soak["seconds"]
+    requests_total = sum(counts.values())
+    return {
+        "requests": counts,
+        "requests_total": requests_total,
+        "rps": requests_total / seconds,
+        "p50_ms": {name: percentile(v, 50) * 1000 for name, v in latencies.items()},
+        "p99_ms": {name: percentile(v, 99) * 1000 for name, v in latencies.items()},
+        "fits_submitted": fits["submitted"],
+        "fits_done": fits["done"],
+        "fits_failed": fits["failed"],
+        "fit_seconds_mean": float(np.mean(fits["seconds"])) if fits["seconds"] else None,
+        "loadgen_cpu_share": cpu / seconds,
+        "loadgen_saturated": cpu / seconds > LOADGEN_SATURATED,
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
     }
 
 
-async def loadgen(spec_path: str, out_path: str) -> None:
+def loadgen_worker(spec_path: str) -> None:
+    """A load-generator process: runs the commands it reads from stdin, one JSON object a line, and
+    answers each with one `RESULT {...}` line on stdout."""
     spec = json.loads(Path(spec_path).read_text())
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        cmd = json.loads(line)
+        try:
+            if cmd["op"] == "scenario":
+                out = asyncio.run(run_scenario(spec, cmd["scenario"], cmd.get("start_at")))
+            elif cmd["op"] == "soak":
+                out = asyncio.run(run_soak(spec, cmd["soak"], cmd.get("start_at")))
+            else:
+                raise ValueError(f"unknown command {cmd['op']!r}")
+            answer = {"ok": True, "result": out}
+        except Exception as e:  # noqa: BLE001 - sent to the parent, which stops
+            answer = {"ok": False, "error": f"{type(e).__name__}: {e}"[:1000]}
+        sys.stdout.write("RESULT " + json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+class Loadgen:
+    """Load-generator processes of their own (so their CPU is measured apart), driven over stdin/stdout.
+
+    A measurement normally runs in one of them; a 32-client one whose process used more than
+    LOADGEN_SATURATED of a core is run again split over two (16 clients each, started together)."""
+
+    def __init__(self, spec: dict[str, Any], workdir: Path, processes: int = 2) -> None:
+        spec_path = workdir / f"loadgen-{uuid.uuid4().hex[:6]}.json"
+        spec_path.write_text(json.dumps(spec))
+        self.workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.run", "--role", "loadgen", str(spec_path)],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,  # Ctrl-C goes to this process only, which stops them in close()
+            )
+            for _ in range(processes)
+        ]
+
+    def _send(self, worker: subprocess.Popen[str], cmd: dict[str, Any]) -> None:
+        assert worker.stdin is not None
+        worker.stdin.write(json.dumps(cmd) + "\n")
+        worker.stdin.flush()
+
+    def _receive(self, worker: subprocess.Popen[str]) -> Any:
+        assert worker.stdout is not None
+        for line in worker.stdout:
+            if line.startswith("RESULT "):
+                answer = json.loads(line[len("RESULT "):])
+                if not answer["ok"]:
+                    raise RuntimeError(f"load generator: {answer['error']}")
+                return answer["result"]
+        raise RuntimeError(f"the load generator exited with {worker.wait()}")
+
+    def scenario(self, sc: dict[str, Any], processes: int = 1) -> dict[str, Any]:
+        workers = self.workers[:processes]
+        start_at = time.time() + 1.0 if processes > 1 else None  # time for each to connect first
+        for i, w in enumerate(workers):
+            share = sc["clients"] // processes + (1 if i < sc["clients"] % processes else 0)
+            self._send(w, {"op": "scenario", "scenario": {**sc, "clients": share}, "start_at": start_at})
+        return merge_parts(sc, [self._receive(w) for w in workers])
+
+    def soak(self, soak: dict[str, Any], start_at: float) -> dict[str, Any]:
+        self._send(self.workers[0], {"op": "soak", "soak": soak, "start_at": start_at})
+        return self._receive(self.workers[0])
+
+    def close(self) -> None:
+        for w in self.workers:
+            try:
+                if w.stdin is not None:
+                    w.stdin.close()
+            except OSError:
+                pass
+        for w in self.workers:
+            try:
+                w.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                w.terminate()
+                try:
+                    w.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+                    w.wait()
+
+
+# ---- the gateway's batching metrics ------------------------------------------
+
+BATCH_HISTOGRAMS = ("ml_server_gateway_predict_batch_requests", "ml_server_gateway_predict_batch_rows")
+
+
+def batch_counters(url: str) -> dict[str, float] | None:
+    """_sum and _count of the gateway's predict-batch histograms, from GET /metrics (None: not served)."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        r = requests.get(f"{url}/metrics", timeout=10)
+    except requests.RequestException:
+        return None
+    if r.status_code != 200:
+        return None
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(r.text):
+        if family.name in BATCH_HISTOGRAMS:
+            for s in family.samples:
+                if s.name in (family.name + "_sum", family.name + "_count"):
+                    out[s.name] = out.get(s.name, 0.0) + s.value
+    return out or None
+
+
+def per_message(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float | None]:
+    """Mean requests and rows per predict message between two scrapes."""
+    out: dict[str, float | None] = {"req_per_msg": None, "rows_per_msg": None, "messages": None}
+    if not before or not after:
+        return out
+    for what, name in (("req_per_msg", BATCH_HISTOGRAMS[0]), ("rows_per_msg", BATCH_HISTOGRAMS[1])):
+        count = after.get(name + "_count", 0.0) - before.get(name + "_count", 0.0)
+        total = after.get(name + "_sum", 0.0) - before.get(name + "_sum", 0.0)
+        if count > 0:
+            out[what] = total / count
+            if what == "req_per_msg":
+                out["messages"] = count
+    return out
+
+
+def run_load(loadgen: Loadgen, scenarios: list[dict[str, Any]], gateway: str) -> list[dict[str, Any]]:
     results = []
-    for sc in spec["scenarios"]:
-        r = await run_scenario(spec, sc)
+    for sc in scenarios:
+        through_gateway = sc["kind"] in ("rest_json", "rest_parquet")
+        before = batch_counters(gateway) if through_gateway else None
+        r = loadgen.scenario(sc)
+        if sc["clients"] >= 32 and r["loadgen_saturated"] and len(loadgen.workers) > 1:
+            print(
+                f"  {sc['target']:<22} clients={sc['clients']:>2} rows={sc['rows']:>4}  {r['rps']:8.0f} req/s with one load-generator "
+                f"process at {r['loadgen_cpu_share_max_process'] * 100:.0f} % of a core: again with two",
+                flush=True,
+            )
+            single = {k: r[k] for k in ("requests", "rps", "p50_ms", "p99_ms", "loadgen_cpu_share", "loadgen_cpu_us_per_request")}
+            before = batch_counters(gateway) if through_gateway else None
+            r = loadgen.scenario(sc, processes=2)
+            r["single_process"] = single
+        r.update(per_message(before, batch_counters(gateway)) if through_gateway else per_message(None, None))
         print(
             f"  {r['target']:<22} clients={r['clients']:>2} rows={r['rows']:>4}  {r['rps']:8.0f} req/s  "
-            f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  loadgen {r['loadgen_cpu_us_per_request'] or 0:6.0f} µs/req"
+            f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  loadgen {r['loadgen_cpu_us_per_request'] or 0:6.0f} µs/req "
+            f"{r['loadgen_cpu_share'] * 100:3.0f} %"
+            + (f" ({r['loadgen_procs']} procs)" if r["loadgen_procs"] > 1 else "")
+            + (f"  req/msg {r['req_per_msg']:.2f}" if r["req_per_msg"] is not None else "")
             + (f"  ERRORS {r['errors']}: {r['first_error']}" if r["errors"] else ""),
             flush=True,
         )
         results.append(r)
-    Path(out_path).write_text(json.dumps(results))
+    return results
 
 
-def run_loadgen(scenarios: list[dict[str, Any]], spec: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
-    spec = {**spec, "scenarios": scenarios}
-    spec_path, out_path = workdir / f"loadgen-{uuid.uuid4().hex[:6]}.json", workdir / f"loadgen-out-{uuid.uuid4().hex[:6]}.json"
-    spec_path.write_text(json.dumps(spec))
-    subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--role", "loadgen", str(spec_path), str(out_path)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=True,
-    )
-    return json.loads(out_path.read_text())
+# ---- the memory soak (P5) ----------------------------------------------------
+
+
+def soak_plan(seconds: float) -> dict[str, Any]:
+    return {
+        "seconds": seconds,
+        "clients_1": 24,  # 1-row REST Parquet
+        "clients_1000": 8,  # 1,000-row REST Parquet: 32 Parquet clients in all
+        "clients_json": 1,  # a stream of 1-row REST JSON predicts, one after the other
+        "fit_every": 5.0,
+        "fit_rows": 10_000,
+        "fit_name": "bench-10000",  # the model the predicts use: each fit is a new version of it
+        # RSS sampling, and the baseline: after min(10 % of the soak, 15 s) of load, when the
+        # processes' pools, caches and allocator arenas have filled (they are warm from the load phase already).
+        "sample_every": min(5.0, max(1.0, seconds / 10)),
+        "baseline_after": min(0.1 * seconds, 15.0),
+    }
+
+
+def memory_soak(loadgen: Loadgen, pids: dict[str, int], seconds: float) -> dict[str, Any]:
+    import threading
+
+    plan = soak_plan(seconds)
+    steps = max(1, round(seconds / plan["sample_every"]))
+    interval = seconds / steps
+    start_at = time.time() + 1.0
+    samples: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def sampler() -> None:
+        for k in range(steps + 1):
+            if stop.wait(max(0.0, start_at + k * interval - time.time())):
+                return
+            samples.append({"t": round(time.time() - start_at, 2), **{name: vm_kib(pid, "VmRSS") for name, pid in pids.items()}})
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    try:
+        load = loadgen.soak(plan, start_at)
+    except BaseException:
+        stop.set()  # interrupted or failed: no more samples
+        raise
+    finally:
+        thread.join(timeout=interval + 2)  # the last sample is due as the load stops
+        stop.set()
+    out: dict[str, Any] = {"plan": plan, "load": load, "samples": samples, "processes": {}}
+    base_i = next((i for i, s in enumerate(samples) if s["t"] >= plan["baseline_after"] - 0.05), 0)
+    for name in pids:
+        series = [(s["t"], s[name]) for s in samples if s.get(name)]
+        if not series:
+            continue
+        base = next((v for t, v in series if t >= samples[base_i]["t"]), series[0][1])
+        end = series[-1][1]
+        after = [(t, v) for t, v in series if t >= samples[base_i]["t"]]
+        slope = float(np.polyfit([t for t, _ in after], [v for _, v in after], 1)[0]) * 60 / 1024 if len(after) >= 3 else None
+        out["processes"][name] = {
+            "rss_baseline_kib": base,
+            "rss_end_kib": end,
+            "rss_max_kib": max(v for _, v in series),
+            "growth_pct": (end - base) / base * 100,
+            "trend_mib_per_min": slope,
+        }
+    return out
 
 
 # ---- the ml-server stack -----------------------------------------------------
@@ -437,6 +769,7 @@ def start_stack(procs: Processes, workdir: Path, namespace: str) -> tuple[str, d
         "ML_SERVER_PORT": str(port),
         "ML_SERVER_SECRET": uuid.uuid4().hex,
         "ML_SERVER_LOG_LEVEL": "WARNING",
+        "ML_SERVER_METRICS_PORT": "0",  # no consumer /metrics: a fixed port may be taken by another stack on this machine
     }
     subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
     gateway = procs.spawn("gateway", [sys.executable, "-m", "gateway"], env)
@@ -453,17 +786,23 @@ def start_stack(procs: Processes, workdir: Path, namespace: str) -> tuple[str, d
     return url, {"gateway": gateway.pid, "consumer": consumer.pid}
 
 
-def fit_through_server(url: str, rows: int, name: str) -> dict[str, Any]:
+def fit_body(rows: int) -> bytes:
+    """The Parquet body of a fit of `rows` x 10 (features and the `label` target)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import requests
 
     x, y = make_data(rows)
     table = pa.Table.from_pandas(x.join(y), preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"ml_server.target": json.dumps(["label"]).encode()})
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    body = buf.getvalue()
+    return buf.getvalue()
+
+
+def fit_through_server(url: str, rows: int, name: str) -> dict[str, Any]:
+    import requests
+
+    body = fit_body(rows)
     session = requests.Session()
     t = time.perf_counter()
     r = session.put(f"{url}/logreg", params={"name": name, "retrain": "true"}, data=body, headers={"Content-Type": PARQUET}, timeout=60)
@@ -569,37 +908,158 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}×"
 
 
+def batch_settings(environ: Any) -> dict[str, Any]:
+    """The gateway's coalescing settings in effect for this run (it inherits this environment)."""
+    from contracts.settings import SETTINGS
+
+    out: dict[str, Any] = {}
+    for attr in BATCH_SETTINGS:
+        name, parse, default, _ = SETTINGS[attr]
+        raw = environ.get(name, default)
+        out[name] = parse(name, raw) if raw is not None else None
+    return out
+
+
+def score_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The performance targets (README, Performance), each measured, met, missed or not measured."""
+    load = results.get("load") or []
+
+    def find(kind: str, clients: int, rows: int) -> dict[str, Any] | None:
+        return next((r for r in load if r["kind"] == kind and r["clients"] == clients and r["rows"] == rows and r["requests"]), None)
+
+    names = {"rest_parquet": "REST Parquet", "rest_json": "REST JSON", "amqp": "direct AMQP"}
+    out: list[dict[str, Any]] = []
+
+    def add(tid: str, what: str, value: float | None, shown: str, target: str, met: bool | None, note: str = "") -> None:
+        out.append({"id": tid, "what": what, "value": value, "shown": shown, "target": target,
+                    "status": "not measured" if met is None else ("met" if met else "missed"), "note": note})
+
+    mls_skipped = results.get("mlserver_skipped")
+    why_not = f"MLServer not run ({mls_skipped})" if mls_skipped else "MLServer not measured"
+    # P1: 1 row, 32 connections, best ml-server path against MLServer.
+    ml = find("mlserver", 32, 1)
+    mine = [(names[k], find(k, 32, 1)) for k in ("rest_parquet", "rest_json", "amqp")]
+    mine = [(n, r) for n, r in mine if r]
+    what = "1-row predict, 32 connections: best ml-server path ÷ MLServer, req/s"
+    if ml and mine:
+        name, best = max(mine, key=lambda nr: nr[1]["rps"])
+        v = best["rps"] / ml["rps"]
+        add("P1", what, v, f"{v:.2f}× ({name} {fmt(best['rps'])} vs {fmt(ml['rps'])} req/s)", "≥ 1.5×", v >= 1.5)
+    else:
+        add("P1", what, None, "not measured", "≥ 1.5×", None, why_not)
+    # P2: 1,000 rows, 32 connections, Parquet (REST or direct AMQP, the better) against MLServer JSON.
+    ml = find("mlserver", 32, 1000)
+    mine = [(names[k], find(k, 32, 1000)) for k in ("rest_parquet", "amqp")]
+    mine = [(n, r) for n, r in mine if r]
+    what = "1,000-row Parquet predict, 32 connections ÷ MLServer JSON, req/s"
+    if ml and mine:
+        name, best = max(mine, key=lambda nr: nr[1]["rps"])
+        v = best["rps"] / ml["rps"]
+        others = "; ".join(f"{n} {r['rps'] / ml['rps']:.2f}×" for n, r in mine if r is not best)
+        add("P2", what, v, f"{v:.2f}× ({name} {fmt(best['rps'])} vs {fmt(ml['rps'])} req/s" + (f"; {others})" if others else ")"),
+            "≥ 2×", v >= 2)
+    else:
+        add("P2", what, None, "not measured", "≥ 2×", None, why_not)
+    # P3: 1 row, 1 connection, p50 against the echo-RPC floor's p50.
+    floor = find("echo", 1, 1)
+    for kind in ("rest_parquet", "amqp"):
+        r = find(kind, 1, 1)
+        what = f"1-row p50, 1 connection, {names[kind]} ÷ echo-RPC floor p50"
+        if r and floor:
+            v = r["p50_ms"] / floor["p50_ms"]
+            add("P3", what, v, f"{v:.2f}× ({r['p50_ms']:.2f} vs {floor['p50_ms']:.2f} ms)", "≤ 2×", v <= 2)
+        else:
+            add("P3", what, None, "not measured", "≤ 2×", None)
+    # P4: the 100,000 x 10 fit, submit to done, against the in-process fit.
+    fit = (results.get("fit") or {}).get("100000")
+    local = ((results.get("in_process") or {}).get("fit") or {}).get("100000")
+    what = "100,000×10 fit, submit to done"
+    if fit and local:
+        bound = 1.2 * local["seconds"] + 0.15
+        add("P4", what, fit["seconds"], f"{fit['seconds']:.3f} s (in-process {local['seconds']:.3f} s)",
+            f"≤ 1.2 × in-process + 0.15 s = {bound:.3f} s", fit["seconds"] <= bound)
+    else:
+        add("P4", what, None, "not measured", "≤ 1.2 × in-process + 0.15 s", None)
+    # P5: RSS growth during the soak, the larger of the gateway's and the consumer's.
+    soak = results.get("soak")
+    what = "RSS growth during the memory soak (gateway, consumer)"
+    if soak and soak.get("processes"):
+        growth = {n: m["growth_pct"] for n, m in soak["processes"].items()}
+        v = max(growth.values())
+        add("P5", what, v, ", ".join(f"{n} {g:+.1f} %" for n, g in growth.items()) + f" over {soak['plan']['seconds']:g} s",
+            "growth < 10 %", v < 10)
+    else:
+        add("P5", what, None, "not measured", "growth < 10 %", None, "no soak (--soak 0)")
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     lines: list[str] = []
     m = results["machine"]
+    lines.append("**Targets** (README, Performance):")
+    lines.append("")
+    lines.append("| target | measured | wanted | status |")
+    lines.append("| --- | --- | --- | --- |")
+    for t in results.get("targets", []):
+        status = {"met": "met", "missed": "**missed**", "not measured": "not measured"}[t["status"]]
+        lines.append(f"| {t['id']}: {t['what']} | {t['shown']}{' – ' + t['note'] if t['note'] else ''} | {t['target']} | {status} |")
+    lines.append("")
     lines.append(f"Run {results['started_at']} on {m['cpus']} CPUs ({m['cpu_model']}), {m['os']}, Python {m['python']}, "
                  f"RabbitMQ {m['rabbitmq']}, scikit-learn {m['sklearn']}; {results['duration']:g} s per measurement "
                  f"after {results['warmup']:g} s warm-up; load average at start {' / '.join(map(str, m.get('loadavg_at_start', [])))}, "
                  f"at end {' / '.join(map(str, results.get('loadavg_at_end', [])))}. Everything (broker, servers, load generator) shares these CPUs.")
     lines.append("")
+    b = results.get("batching") or {}
+    lines.append("The gateway coalesces concurrent predicts for the same model into one broker message: "
+                 + ", ".join(f"`{k}={v}`" for k, v in b.items())
+                 + ". req/msg: mean predict requests per broker message during the measurement (warm-up included), "
+                 "from the gateway's `ml_server_gateway_predict_batch_requests` histogram (Δ_sum ÷ Δ_count of `GET /metrics` "
+                 "before and after); direct AMQP does not go through the gateway.")
+    lines.append("")
     ip = results["in_process"]
     lines.append("**Predict** (LogisticRegression, 10 features). Ratios: requests/s against the echo-RPC floor at the same "
                  "concurrency, and against MLServer at the same clients and rows; p50 against the floor's p50.")
     lines.append("")
-    lines.append("| target | clients | rows | req/s | p50 ms | p99 ms | loadgen CPU µs/req | loadgen CPU % of a core | req/s vs floor | p50 vs floor | req/s vs MLServer |")
-    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lines.append("| target | clients | rows | req/s | p50 ms | p99 ms | req/msg | loadgen CPU µs/req | loadgen CPU % of a core | req/s vs floor | p50 vs floor | req/s vs MLServer |")
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for p in sorted(ip["predict"].values(), key=lambda v: (v["input"], v["rows"])):
         lines.append(
-            f"| in-process `predict` ({p['input']}) | 1 | {p['rows']} | {fmt(p['rps'])} | {fmt(p['seconds_per_call'] * 1000, 3)} (mean) | – | – | – | – | – | – |"
+            f"| in-process `predict` ({p['input']}) | 1 | {p['rows']} | {fmt(p['rps'])} | {fmt(p['seconds_per_call'] * 1000, 3)} (mean) | – | – | – | – | – | – | – |"
         )
     floor = {r["clients"]: r for r in results["load"] if r["target"] == "echo RPC (floor)"}
     mls = {(r["clients"], r["rows"]): r for r in results["load"] if r["target"] == "MLServer REST JSON"}
+    notes: list[str] = []
+    saturated = split = False
     for r in results["load"]:
         f = floor.get(r["clients"])
         ml = mls.get((r["clients"], r["rows"]))
         is_floor = r["target"] == "echo RPC (floor)"
+        cpu = fmt(r["loadgen_cpu_share"] * 100)
+        if r.get("loadgen_procs", 1) > 1:
+            split = True
+            cpu += f" ({r['loadgen_procs']} procs)‡"
+            single = r.get("single_process") or {}
+            notes.append(f"{r['target']}, {r['clients']} clients, {r['rows']:,} row{'s' if r['rows'] != 1 else ''}, with one load-generator process: "
+                         f"{fmt(single.get('rps'))} req/s at {fmt((single.get('loadgen_cpu_share') or 0) * 100)} % of a core")
+        if r.get("loadgen_saturated"):
+            saturated = True
+            cpu += " †"
         lines.append(
             f"| {r['target']} | {r['clients']} | {r['rows'] if not is_floor else '1 (echo)'} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
-            f"{fmt(r['p99_ms'], 2)} | {fmt(r['loadgen_cpu_us_per_request'])} | {fmt(r['loadgen_cpu_share'] * 100)} | "
+            f"{fmt(r['p99_ms'], 2)} | {fmt(r.get('req_per_msg'), 2)} | {fmt(r['loadgen_cpu_us_per_request'])} | {cpu} | "
             f"{ratio(r['rps'], f['rps']) if f and not is_floor else '–'} | {ratio(r['p50_ms'], f['p50_ms']) if f and not is_floor else '–'} | "
             f"{ratio(r['rps'], ml['rps']) if ml and not is_floor and r['kind'] != 'mlserver' else '–'} |"
             + (f" ({r['errors']} errors)" if r["errors"] else "")
         )
+    if saturated or split:
+        lines.append("")
+    if saturated:
+        lines.append(f"† a load-generator process used more than {LOADGEN_SATURATED:.0%} of a core in this measurement: "
+                     "the load generator may have limited it, so the server may do better than shown.")
+    if split:
+        lines.append("‡ its one load-generator process was saturated (†), so it was measured again with two processes "
+                     "(half the clients each, started together); the CPU % is both together. "
+                     + "; ".join(notes) + ".")
     lines.append("")
     lines.append("**Fit** (LogisticRegression, default parameters), submit (REST Parquet `PUT`) to `done` seen by polling the status every 10 ms:")
     lines.append("")
@@ -609,7 +1069,42 @@ def render(results: dict[str, Any]) -> str:
         local = ip["fit"][rows]["seconds"]
         lines.append(f"| {int(rows):,} × 10 | {local:.3f} | {f['seconds']:.3f} | {f['seconds'] / local:.2f}× | {f['seconds'] - local:.3f} |")
     lines.append("")
-    lines.append("**Memory** at the end of the run (peak RSS = VmHWM; the consumer's fit runs in a child process, not counted):")
+    soak = results.get("soak")
+    if soak:
+        plan, load = soak["plan"], soak["load"]
+        lines.append(
+            f"**Memory soak** (P5): {plan['seconds']:g} s of steady mixed load against the gateway and the `logreg` consumer: "
+            f"REST Parquet predicts from {plan['clients_1'] + plan['clients_1000']} clients ({plan['clients_1']} of 1 row, "
+            f"{plan['clients_1000']} of 1,000 rows), a stream of 1-row REST JSON predicts ({plan['clients_json']} client), and a "
+            f"{plan['fit_rows']:,}×10 fit every {plan['fit_every']:g} s (a new version of the model the predicts use). "
+            f"RSS (VmRSS) sampled every {soak['plan']['sample_every']:g} s; the baseline is the first sample after "
+            f"{plan['baseline_after']:g} s of load (10 % of the soak, at most 15 s; the processes are warm from the measurements "
+            f"above), the end is the last sample, taken as the load stops; growth = end ÷ baseline − 1. The consumer's fits run in "
+            f"a child process, not counted."
+        )
+        lines.append("")
+        # A least-squares slope over a short soak is mostly noise (GC, allocator): shown from a minute on.
+        trend = plan["seconds"] >= 60
+        lines.append("| process | RSS after warm-up MiB | RSS at end MiB | max MiB | growth |" + (" trend MiB/min |" if trend else "") + " target |")
+        lines.append("| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if trend else "") + " --- |")
+        for name, p in soak["processes"].items():
+            lines.append(
+                f"| {name} | {p['rss_baseline_kib'] / 1024:.1f} | {p['rss_end_kib'] / 1024:.1f} | {p['rss_max_kib'] / 1024:.1f} | "
+                f"{p['growth_pct']:+.1f} % |" + (f" {fmt(p['trend_mib_per_min'], 2)} |" if trend else "")
+                + f" P5: growth < 10 % ({'met' if p['growth_pct'] < 10 else '**missed**'}) |"
+            )
+        lines.append("")
+        req = load["requests"]
+        lines.append(
+            f"Served during the soak: {load['requests_total']:,} predicts ({fmt(load['rps'])} req/s: {req.get('rest_parquet_1', 0):,} of 1 row "
+            f"and {req.get('rest_parquet_1000', 0):,} of 1,000 rows over REST Parquet, {req.get('rest_json_1', 0):,} over REST JSON), "
+            f"{load['fits_done']} fits done ({load['fits_submitted']} submitted, {load['fits_failed']} failed), "
+            f"{load['errors']} errors" + (f" (first: `{load['first_error']}`)" if load["errors"] else "")
+            + f"; load generator at {fmt(load['loadgen_cpu_share'] * 100)} % of a core" + (" †" if load.get("loadgen_saturated") else "") + "."
+        )
+        lines.append("")
+    lines.append("**Memory** at the end of the run" + (", after the soak" if soak else "")
+                 + " (peak RSS = VmHWM; the consumer's fit runs in a child process, not counted):")
     lines.append("")
     lines.append("| process | peak RSS MiB | RSS at end MiB |")
     lines.append("| --- | ---: | ---: |")
@@ -620,8 +1115,6 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"MLServer: skipped ({results['mlserver_skipped']}).")
     else:
         lines.append(f"MLServer {results.get('mlserver_version')}: scikit-learn runtime, same model (joblib), V2 REST JSON, `parallel_workers: 0`.")
-    lines.append("")
-    lines.append("The gateway does not coalesce predicts yet: every request is one broker round trip, so these are baseline numbers.")
     return "\n".join(lines) + "\n"
 
 
@@ -661,27 +1154,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="shorter measurements (about 1 s each)")
     p.add_argument("--out", type=Path, default=HERE / "results", help="folder for the results (default benchmarks/results)")
     p.add_argument("--mlserver", action="store_true", help="also measure MLServer (installed on demand into benchmarks/.venv-mlserver)")
+    p.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="length of the memory soak (P5): steady mixed load while the gateway's and consumer's RSS is sampled "
+        "(default 300, 20 with --quick; 0: none)",
+    )
     p.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.role:
         if args.role[0] == "loadgen":
-            asyncio.run(loadgen(args.role[1], args.role[2]))
+            loadgen_worker(args.role[1])
         elif args.role[0] == "echo":
             asyncio.run(echo_server(args.role[1]))
         return 0
 
     duration, warmup = (1.0, 0.3) if args.quick else (3.0, 0.7)
+    soak_seconds = args.soak if args.soak is not None else (20.0 if args.quick else 300.0)
+    if soak_seconds < 0:
+        p.error("--soak must not be negative")
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     workdir = Path(tempfile.mkdtemp(prefix="ml-server-bench-"))
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     procs = Processes(workdir)
+    loadgen: Loadgen | None = None
 
     def on_term(*_: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C cleans up, even when started with SIGINT ignored
-    results: dict[str, Any] = {"started_at": started, "duration": duration, "warmup": warmup, "namespace": namespace}
+    results: dict[str, Any] = {
+        "started_at": started,
+        "duration": duration,
+        "warmup": warmup,
+        "namespace": namespace,
+        "soak_seconds": soak_seconds,
+        "batching": batch_settings(os.environ),
+    }
     t_run = time.perf_counter()
     try:
         results["machine"] = machine()
@@ -738,7 +1249,25 @@ def main(argv: list[str] | None = None) -> int:
                     scenarios.append({"target": name, "kind": kind, "clients": clients, "rows": rows})
         print(f"load ({len(scenarios)} measurements, {warmup:g} s warm-up + {duration:g} s each, load generator in its own process) ...", flush=True)
         spec = {"gateway": url, "model_key": predict_key, "namespace": namespace, "mlserver": mlserver_url, "duration": duration, "warmup": warmup}
-        results["load"] = run_loadgen(scenarios, spec, workdir)
+        loadgen = Loadgen(spec, workdir)
+        results["load"] = run_load(loadgen, scenarios, url)
+
+        if soak_seconds > 0:
+            print(f"memory soak ({soak_seconds:g} s of mixed load on the gateway and the consumer, RSS sampled) ...", flush=True)
+            soak = memory_soak(loadgen, {"gateway": pids["gateway"], "consumer": pids["consumer"]}, soak_seconds)
+            results["soak"] = soak
+            load = soak["load"]
+            print(
+                f"  {load['requests_total']:,} predicts ({load['rps']:.0f} req/s), {load['fits_done']} fits done"
+                + (f", {load['errors']} errors: {load['first_error']}" if load["errors"] else ""),
+                flush=True,
+            )
+            for name, m in soak["processes"].items():
+                print(
+                    f"  {name}: RSS {m['rss_baseline_kib'] / 1024:.1f} MiB after warm-up, {m['rss_end_kib'] / 1024:.1f} MiB at the end "
+                    f"({m['growth_pct']:+.1f} %)",
+                    flush=True,
+                )
 
         results["memory"] = {name: {"pid": pid, "VmHWM_kib": vm_kib(pid, "VmHWM"), "VmRSS_kib": vm_kib(pid, "VmRSS")} for name, pid in pids.items()}
         results["total_seconds"] = time.perf_counter() - t_run
@@ -747,6 +1276,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: stopping and cleaning up", file=sys.stderr)
         return 130
     finally:
+        if loadgen is not None:
+            loadgen.close()
         procs.stop()
         try:
             purge_namespace(namespace)
@@ -756,6 +1287,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # JSON keys must be strings; keep it readable.
     results = json.loads(json.dumps(results, default=str))
+    results["targets"] = score_targets(results)
     markdown = render(results)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from contracts.errors import MLServerError, TrainingFailed, from_wire
+from contracts.errors import MLServerError, NotFound, TrainingFailed, from_wire
 from contracts.frames import JSON, PARQUET, JsonCodec, ParquetCodec, encode_training
 from contracts.status import Status
 
@@ -82,6 +82,53 @@ def settled(state: Mapping[str, Any], key: str | None, version: int | None = Non
 
 def still_running(key: str | None, state: Mapping[str, Any], timeout: float | None) -> TimeoutError:
     return TimeoutError(f"model {key} still {state['status']} after {timeout}s")
+
+
+# ---- the event stream (server-sent events) -----------------------------------
+
+# Read at call time, so a test can point it at a route the gateway doesn't have.
+EVENTS_PATH = "/models/{model_key}/events"
+EVENT_STREAM = "text/event-stream"
+DELETED = "deleted"
+
+
+def events(model_key: str, version: int | None) -> Call:
+    return Call("GET", EVENTS_PATH.format(model_key=model_key), _query({"version": version}), headers={"Accept": EVENT_STREAM})
+
+
+class EventStream:
+    """Reads server-sent events line by line; `feed` returns each complete `status` event's data."""
+
+    def __init__(self) -> None:
+        self._event = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        line = line.rstrip("\r")
+        if not line:  # a blank line ends the event
+            event, data = self._event, self._data
+            self._event, self._data = "message", []
+            if event == "status" and data:
+                return json.loads("\n".join(data))  # type: ignore[no-any-return]
+            return None
+        if line.startswith(":"):  # a comment: keep-alive
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+
+def finished(state: Mapping[str, Any], key: str | None, version: int) -> bool:
+    """True when the streamed `state` is `version` done; TrainingFailed when it failed, NotFound when deleted."""
+    if state["version"] != version:
+        return False
+    if state["status"] == DELETED:
+        raise NotFound(f"model {key} was deleted while waiting for version {version}")
+    return settled(state, key, version)
 
 
 # ---- calls --------------------------------------------------------------------

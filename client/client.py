@@ -11,7 +11,6 @@ Data travels as Parquet; every error status is raised as the matching
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,8 @@ import requests
 from contracts.errors import MLServerError
 from contracts.frames import PARQUET, ParquetCodec, encode_training
 
-from ._wire import _frame, _strings, backoff, error_from, settled, still_running
+from ._wire import _frame, _strings, error_from
+from .waiting import wait_sync
 
 
 class GenericModelInterface:
@@ -108,16 +108,12 @@ class GenericModelInterface:
     # ---- waiting -------------------------------------------------------------
 
     def wait(self, timeout: float | None = 3600.0) -> dict[str, Any]:
-        """Block until the latest training session is done; raise TrainingFailed if it failed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for delay in backoff():
-            state = self.status()
-            if settled(state, self._key):
-                return state
-            if deadline is not None and time.monotonic() > deadline:
-                raise still_running(self._key, state, timeout)
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+        """Block until the latest training session is done; raise TrainingFailed if it failed.
+
+        Follows the gateway's event stream (polling if it has none), without a progress bar.
+        """
+        key = self._require_key()
+        return wait_sync(self.http, self._base, self.status, key, None, timeout, progress=False, connect_timeout=self.timeout)
 
     # ---- plumbing ------------------------------------------------------------
 

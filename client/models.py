@@ -12,7 +12,6 @@ answer is raised as its `contracts.errors` class. The wire format lives in
 from __future__ import annotations
 
 import asyncio
-import time
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
@@ -21,8 +20,8 @@ import numpy as np
 import pandas as pd
 import requests
 
-from . import _wire
-from ._wire import Call, Format, backoff, error_from, settled, still_running
+from . import _wire, waiting
+from ._wire import Call, Format, error_from
 
 Data: TypeAlias = pd.DataFrame | pd.Series | np.ndarray
 
@@ -82,6 +81,7 @@ class ModelClient:
         backend: str | None = None,
         wait: bool = True,
         wait_timeout: float | None = 3600.0,
+        progress: bool | None = None,
     ) -> dict[str, Any]:
         """Train; with `wait`, the status once the version is done (TrainingFailed if it failed)."""
         call = _wire.fit(
@@ -90,16 +90,24 @@ class ModelClient:
         accepted = self._do(call)
         if not wait:
             return accepted
-        return self.wait(family, accepted["model_key"], accepted["version"], timeout=wait_timeout)
+        return self.wait(family, accepted["model_key"], accepted["version"], timeout=wait_timeout, progress=progress)
 
     def update(
-        self, family: str, model_key: str, x: Data, y: Data | None = None, *, wait: bool = True, wait_timeout: float | None = 3600.0
+        self,
+        family: str,
+        model_key: str,
+        x: Data,
+        y: Data | None = None,
+        *,
+        wait: bool = True,
+        wait_timeout: float | None = 3600.0,
+        progress: bool | None = None,
     ) -> dict[str, Any]:
         """`partial_fit` on the latest done version, making a new version."""
         accepted = self._do(_wire.update(self.format, family, model_key, x, y))
         if not wait:
             return accepted
-        return self.wait(family, model_key, accepted["version"], timeout=wait_timeout)
+        return self.wait(family, model_key, accepted["version"], timeout=wait_timeout, progress=progress)
 
     def predict(
         self, family: str, model_key: str, x: Data, *, method: str = "predict", version: int | None = None, **kwargs: Any
@@ -126,17 +134,20 @@ class ModelClient:
         """The families served: name, supervised, supports_update, params, methods."""
         return self._do(_wire.families())  # type: ignore[no-any-return]
 
-    def wait(self, family: str, model_key: str, version: int | None = None, timeout: float | None = 3600.0) -> dict[str, Any]:
-        """Poll (20 ms, backing off to 0.5 s) until `version` (default: the latest) is done."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for delay in backoff():
-            state = self.status(family, model_key)
-            if settled(state, model_key, version):
-                return state
-            if deadline is not None and time.monotonic() > deadline:
-                raise still_running(model_key, state, timeout)
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+    def wait(
+        self,
+        family: str,
+        model_key: str,
+        version: int | None = None,
+        timeout: float | None = 3600.0,
+        progress: bool | None = None,
+    ) -> dict[str, Any]:
+        """The status once `version` (default: the latest) is done, following the gateway's event stream
+        (polling if it has none); TrainingFailed if it failed, TimeoutError after `timeout` seconds.
+        `progress`: a progress bar on stderr (None: only on a terminal)."""
+        return waiting.wait_sync(
+            self.http, self.base_url, lambda: self.status(family, model_key), model_key, version, timeout, progress, self.timeout
+        )
 
 
 class AsyncModelClient:
@@ -198,6 +209,7 @@ class AsyncModelClient:
         backend: str | None = None,
         wait: bool = True,
         wait_timeout: float | None = 3600.0,
+        progress: bool | None = None,
     ) -> dict[str, Any]:
         call = await asyncio.to_thread(
             _wire.fit, self.format, family, x, y,
@@ -206,16 +218,24 @@ class AsyncModelClient:
         accepted = await self._do(call)
         if not wait:
             return accepted  # type: ignore[no-any-return]
-        return await self.wait(family, accepted["model_key"], accepted["version"], timeout=wait_timeout)
+        return await self.wait(family, accepted["model_key"], accepted["version"], timeout=wait_timeout, progress=progress)
 
     async def update(
-        self, family: str, model_key: str, x: Data, y: Data | None = None, *, wait: bool = True, wait_timeout: float | None = 3600.0
+        self,
+        family: str,
+        model_key: str,
+        x: Data,
+        y: Data | None = None,
+        *,
+        wait: bool = True,
+        wait_timeout: float | None = 3600.0,
+        progress: bool | None = None,
     ) -> dict[str, Any]:
         call = await asyncio.to_thread(_wire.update, self.format, family, model_key, x, y)
         accepted = await self._do(call)
         if not wait:
             return accepted  # type: ignore[no-any-return]
-        return await self.wait(family, model_key, accepted["version"], timeout=wait_timeout)
+        return await self.wait(family, model_key, accepted["version"], timeout=wait_timeout, progress=progress)
 
     async def predict(
         self, family: str, model_key: str, x: Data, *, method: str = "predict", version: int | None = None, **kwargs: Any
@@ -240,14 +260,13 @@ class AsyncModelClient:
         return await self._do(_wire.families())  # type: ignore[no-any-return]
 
     async def wait(
-        self, family: str, model_key: str, version: int | None = None, timeout: float | None = 3600.0
+        self,
+        family: str,
+        model_key: str,
+        version: int | None = None,
+        timeout: float | None = 3600.0,
+        progress: bool | None = None,
     ) -> dict[str, Any]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for delay in backoff():
-            state = await self.status(family, model_key)
-            if settled(state, model_key, version):
-                return state
-            if deadline is not None and time.monotonic() > deadline:
-                raise still_running(model_key, state, timeout)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        return await waiting.wait_async(
+            self._http(), self.base_url, lambda: self.status(family, model_key), model_key, version, timeout, progress, self.timeout
+        )

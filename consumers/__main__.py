@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
-from contracts import schema
+from contracts import frames, logs, schema
 from contracts.settings import Settings, SettingsError
 
+from . import metrics
 from .families import FamilyError, load_family
 from .worker import Worker
 
@@ -36,16 +36,22 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, FamilyError, schema.SchemaError) as e:
         print(f"ml-server-consumer: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     return asyncio.run(_serve(settings, family, args.family))
 
 
 async def _serve(settings: Settings, family, spec: str) -> int:  # type: ignore[no-untyped-def]
+    frames.set_max_columns(settings.max_columns)
     worker = Worker(settings, family, spec)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stopping.set)
-    await worker.run()
+    exporter = await metrics.serve(settings.metrics_host, settings.metrics_port)
+    try:
+        await worker.run()
+    finally:
+        if exporter is not None:
+            await exporter.cleanup()
     return 0
 
 

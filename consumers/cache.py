@@ -16,6 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from .metrics import CACHE_LOOKUPS
+
 
 @dataclass
 class Loaded:
@@ -26,8 +28,9 @@ class Loaded:
 
 
 class ModelCache:
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 64, family: str = "") -> None:
         self.size = size
+        self._hit, self._miss = CACHE_LOOKUPS.labels(family, "hit"), CACHE_LOOKUPS.labels(family, "miss")
         self._items: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -36,8 +39,10 @@ class ModelCache:
         item = self._items.get(key)
         if item is None:
             self.misses += 1
+            self._miss.inc()
             return None
         self.hits += 1
+        self._hit.inc()
         self._items.move_to_end(key)
         return item
 

@@ -11,6 +11,7 @@ repository:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ class Family:
     # Types (dotted "module.Class" names) a skops artifact of this family may hold besides
     # SKOPS_TRUSTED and the factory's class: for user families with their own helper types.
     trusted_types: tuple[str, ...] = ()
+    # The estimator predicts on a plain numeric array as well as on the DataFrame it was fitted
+    # on (no column selection by name inside): numeric frames then skip pandas on the predict path.
+    array_input: bool = False
 
     def build(self, modkwargs: dict[str, Any]) -> Any:
         return self.factory(**{**self.defaults, **modkwargs})
@@ -87,6 +91,8 @@ BUILTIN: dict[str, Family] = {
         Family("kmeans", KMeans, supervised=False, methods=("predict", "transform"), defaults={"n_init": "auto"}),
     )
 }
+# Every built-in estimator takes a numeric array as it takes the frame it was fitted on.
+BUILTIN = {name: dataclasses.replace(f, array_input=True) for name, f in BUILTIN.items()}
 
 
 def _qualname(cls: type) -> str:

@@ -6,17 +6,20 @@ decides which delivery of a job counts.
 
 from __future__ import annotations
 
-import socket
+import datetime as dt
 import os
+import socket
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from contracts.errors import NotFound, NotTrained, TrainingFailed
 from contracts.status import JobKind, Status
+from contracts.topology import Header
 from contracts.store import retry_on_conflict, Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
 
 from .backends import digest
@@ -37,6 +40,17 @@ class Claim:
     base_backend: str | None = None
     base_version: int | None = None
     base_meta: dict[str, Any] | None = None
+    token: str = ""  # this claim's fencing token: only its holder may finish the session
+
+
+@dataclass
+class Expired:
+    """A handed-over fit whose lease ran out: its consumer died (or lost the store) mid-fit."""
+
+    session_id: int
+    owner: str | None
+    expires: dt.datetime
+    handover: dict[str, Any]
 
 
 @dataclass
@@ -170,17 +184,25 @@ class Records:
             ).scalar_one()
             return n > 0
 
-    async def claim(self, job_id: int) -> Claim | None:
-        """Mark the session running; None when it is finished or gone (ack and forget)."""
+    async def claim(self, job_id: int, reclaim_token: str | None = None) -> Claim | None:
+        """Mark the session running under a new fencing token; None when it is finished or gone
+        (ack and forget), or handed over to a consumer whose lease still runs (it will finish it)."""
+        token = f"{WORKER}:{uuid.uuid4().hex[:12]}"
+        now = utcnow()
+        free = or_(TrainingSession.lease_expires.is_(None), TrainingSession.lease_expires < now)
+        if reclaim_token:
+            free = or_(free, TrainingSession.lease_owner == reclaim_token)
         async with self.sessions.begin() as db:
             res = await db.execute(
                 update(TrainingSession)
-                .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
+                .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN), free)
                 .values(
                     status=Status.RUNNING,
                     worker=WORKER,
                     attempts=TrainingSession.attempts + 1,
-                    started_at=utcnow(),
+                    started_at=now,
+                    lease_owner=token,
+                    lease_expires=None,
                 )
                 .returning(TrainingSession.version, TrainingSession.kind, TrainingSession.model_id)
             )
@@ -188,7 +210,7 @@ class Records:
             if row is None:
                 return None
             version, kind, model_id = row
-            claim = Claim(job_id, version, kind)
+            claim = Claim(job_id, version, kind, token=token)
             if kind is JobKind.UPDATE:
                 base = (
                     await db.execute(
@@ -212,14 +234,21 @@ class Records:
                     )
             return claim
 
-    async def finish(self, job_id: int, artifact: bytes, backend: str, meta: dict[str, Any], rows: int) -> bool:
-        """Artifact and `done` in one transaction; False if another delivery got there first."""
+    async def finish(
+        self, job_id: int, artifact: bytes, backend: str, meta: dict[str, Any], rows: int, token: str | None = None
+    ) -> bool:
+        """Artifact and `done` in one transaction; False if another delivery got there first
+        (or, with `token`, if a later claim took the session over: a reclaimed long fit)."""
+        fence = [TrainingSession.lease_owner == token] if token else []
         try:
             async with self.sessions.begin() as db:
                 res = await db.execute(
                     update(TrainingSession)
-                    .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
-                    .values(status=Status.DONE, finished_at=utcnow(), rows=rows, error=None, worker=WORKER)
+                    .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN), *fence)
+                    .values(
+                        status=Status.DONE, finished_at=utcnow(), rows=rows, error=None, worker=WORKER,
+                        lease_owner=None, lease_expires=None, handover=None,
+                    )
                 )
                 if res.rowcount != 1:
                     await db.rollback()
@@ -239,12 +268,79 @@ class Records:
         except IntegrityError:
             return False
 
+    # ---- long fits: hand-over and leases ----------------------------------------------
+
+    async def hand_over(self, job_id: int, token: str, headers: dict[str, Any], body: bytes | None, lease: float) -> bool:
+        """Make a running job durable in the store (its data too, when it came inline) and take a lease,
+        so that its message can be acked. False when the claim was taken over meanwhile."""
+        async with self.sessions.begin() as db:
+            stored = dict(headers)
+            if body is not None:
+                payload = Payload(session_id=job_id, data=body, size=len(body))
+                db.add(payload)
+                await db.flush()
+                stored[Header.PAYLOAD_ID] = payload.id
+            res = await db.execute(
+                update(TrainingSession)
+                .where(TrainingSession.id == job_id, TrainingSession.status == Status.RUNNING, TrainingSession.lease_owner == token)
+                .values(lease_expires=utcnow() + dt.timedelta(seconds=lease), handover=stored)
+            )
+            if res.rowcount != 1:
+                await db.rollback()
+                return False
+            return True
+
+    async def renew(self, job_id: int, token: str, lease: float) -> bool:
+        """Extend the lease; False when it was lost (expired and reclaimed)."""
+        async with self.sessions.begin() as db:
+            res = await db.execute(
+                update(TrainingSession)
+                .where(TrainingSession.id == job_id, TrainingSession.status == Status.RUNNING, TrainingSession.lease_owner == token)
+                .values(lease_expires=utcnow() + dt.timedelta(seconds=lease))
+            )
+            return res.rowcount == 1
+
+    async def expired(self, family: str) -> list[Expired]:
+        """Handed-over fits of the family whose lease ran out."""
+        async with self.sessions() as db:
+            rows = await db.execute(
+                select(TrainingSession.id, TrainingSession.lease_owner, TrainingSession.lease_expires, TrainingSession.handover)
+                .join(Model, Model.id == TrainingSession.model_id)
+                .where(
+                    Model.family == family,
+                    TrainingSession.status == Status.RUNNING,
+                    TrainingSession.lease_expires < utcnow(),
+                    TrainingSession.handover.is_not(None),
+                )
+            )
+            return [Expired(*row) for row in rows]
+
+    async def take_over(self, job: Expired, lease: float) -> str | None:
+        """Win the right to publish an expired job again (one consumer does); its reclaim token, or None.
+
+        The lease is extended meanwhile: if the publish fails, the job is reclaimed again when it runs out.
+        """
+        token = f"reclaim:{WORKER}:{uuid.uuid4().hex[:12]}"
+        async with self.sessions.begin() as db:
+            owner = TrainingSession.lease_owner.is_(None) if job.owner is None else TrainingSession.lease_owner == job.owner
+            res = await db.execute(
+                update(TrainingSession)
+                .where(
+                    TrainingSession.id == job.session_id,
+                    TrainingSession.status == Status.RUNNING,
+                    TrainingSession.lease_expires == job.expires,
+                    owner,
+                )
+                .values(lease_owner=token, lease_expires=utcnow() + dt.timedelta(seconds=lease))
+            )
+            return token if res.rowcount == 1 else None
+
     async def fail(self, job_id: int, error: str) -> bool:
         async with self.sessions.begin() as db:
             res = await db.execute(
                 update(TrainingSession)
                 .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
-                .values(status=Status.FAILED, finished_at=utcnow(), error=error[:4000])
+                .values(status=Status.FAILED, finished_at=utcnow(), error=error[:4000], lease_expires=None, handover=None)
             )
             await db.execute(delete(Payload).where(Payload.session_id == job_id))
             return res.rowcount == 1

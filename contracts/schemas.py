@@ -20,6 +20,11 @@ from .topology import Header
 
 NAME_LENGTH = validate.Length(min=1, max=256)
 MODEL_KEY = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="not a model key")
+# Versions, ids and offsets end up in SQL integer columns and parameters (32-bit in PostgreSQL):
+# anything bigger is refused here instead of overflowing in the driver.
+SQL_INT_MAX = 2**31 - 1
+POSITIVE_ID = validate.Range(min=1, max=SQL_INT_MAX)
+OFFSET = validate.Range(min=0, max=SQL_INT_MAX)
 FAMILY_NAME = validate.Regexp(r"^[a-z][a-z0-9_-]{0,63}$", error="not a family name")
 
 
@@ -33,7 +38,7 @@ class JsonDict(fields.Dict):
         if isinstance(value, (str, bytes)):
             try:
                 value = json.loads(value)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than Python recurses
                 raise ValidationError(f"not valid JSON: {e}") from e
         return super()._deserialize(value, attr, data, **kwargs)
 
@@ -109,7 +114,7 @@ class PredictParams(KeyParams):
     orient = fields.String(load_default="columns", validate=validate.OneOf(ORIENTS))
     as_array = fields.Boolean(load_default=False)
     kwargs = JsonDict(load_default=dict)
-    version = fields.Integer(load_default=None, allow_none=True, strict=False, validate=validate.Range(min=1))
+    version = fields.Integer(load_default=None, allow_none=True, strict=False, validate=POSITIVE_ID)
 
 
 class PredictRequest(PredictParams):
@@ -125,13 +130,19 @@ class ModelsQuery(_Strict):
     name = fields.String(load_default=None, validate=NAME_LENGTH)
     status = fields.Enum(Status, by_value=True, load_default=None)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=OFFSET)
 
 
 class VersionsQuery(_Strict):
     status = fields.Enum(Status, by_value=True, load_default=None)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=OFFSET)
+
+
+class EventsQuery(_Strict):
+    """`GET /models/{model_key}/events`: the version whose end closes the stream (default: the latest)."""
+
+    version = fields.Integer(load_default=None, allow_none=True, validate=POSITIVE_ID)
 
 
 class VersionResponse(Schema):
@@ -203,13 +214,13 @@ class TrainHeaders(_Headers):
     """A fit/update job. The gateway sends `job_id` and `version` (the session it wrote);
     a service publishing directly leaves both out and the consumer records the job."""
 
-    job_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.JOB_ID)
+    job_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.JOB_ID, validate=POSITIVE_ID)
     model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
     family = fields.String(required=True, data_key=Header.FAMILY, validate=FAMILY_NAME)
-    version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION, validate=validate.Range(min=1))
+    version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION, validate=POSITIVE_ID)
     kind = fields.Enum(JobKind, by_value=True, load_default=JobKind.FIT, data_key=Header.KIND)
     name = fields.String(load_default=None, allow_none=True, data_key=Header.NAME, validate=NAME_LENGTH)
-    payload_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.PAYLOAD_ID)
+    payload_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.PAYLOAD_ID, validate=POSITIVE_ID)
     modkwargs = JsonDict(load_default=dict, data_key=Header.MODKWARGS)
     algkwargs = JsonDict(load_default=dict, data_key=Header.ALGKWARGS)
     # A fit's serializer backend (None: the family's default); updates keep their base version's.
@@ -218,7 +229,7 @@ class TrainHeaders(_Headers):
 
 class PredictHeaders(_Headers):
     model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
-    version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION)
+    version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION, validate=POSITIVE_ID)
     kwargs = JsonDict(load_default=dict, data_key=Header.KWARGS)
 
 

@@ -72,6 +72,20 @@ def _level(name: str, raw: str) -> str:
     return level
 
 
+def _log_format(name: str, raw: str) -> str:
+    fmt = raw.strip().lower()
+    if fmt not in ("text", "json"):
+        raise SettingsError(f"{name}={raw!r} is not a log format (use text or json)")
+    return fmt
+
+
+def _port(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if value > 65535:
+        raise SettingsError(f"{name}={raw!r} is not a port number")
+    return value
+
+
 # attribute: (environment variable, parser, default as text or None, description)
 SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
     "data_dir": ("ML_SERVER_DATA_DIR", _str, "./data", "folder for the SQLite store and the generated secret"),
@@ -85,12 +99,25 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
     "namespace": ("ML_SERVER_NAMESPACE", _str, "ml-server", "prefix of every exchange and queue name"),
     "host": ("ML_SERVER_HOST", _str, "127.0.0.1", "gateway bind address"),
     "port": ("ML_SERVER_PORT", _int, "8080", "gateway port"),
-    "max_body": ("ML_SERVER_MAX_BODY", _int, str(256 * 2**20), "largest request body in bytes (413 above)"),
+    "max_body": ("ML_SERVER_MAX_BODY", _int, str(256 * 2**20), "largest fit/update body in bytes (413 above)"),
+    "max_predict_body": (
+        "ML_SERVER_MAX_PREDICT_BODY",
+        _int,
+        str(64 * 2**20),
+        "largest predict body in bytes (413 above); status and delete bodies are capped at 1 MiB",
+    ),
+    "max_columns": (
+        "ML_SERVER_MAX_COLUMNS",
+        _int,
+        "10000",
+        "widest frame accepted, in columns (422 above, refused before the frame is built)",
+    ),
     "inline_limit": (
         "ML_SERVER_INLINE_LIMIT",
         _int,
-        str(8 * 2**20),
-        "training data above this many bytes goes through the store, the message carries its id",
+        str(15 * 2**20),
+        "training data above this many bytes goes through the store, the message carries its id "
+        "(RabbitMQ 4 refuses messages over 16 MiB by default)",
     ),
     "max_train_queue": (
         "ML_SERVER_MAX_TRAIN_QUEUE",
@@ -107,6 +134,38 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
     "predict_timeout": ("ML_SERVER_PREDICT_TIMEOUT", _float, "30", "seconds a predict waits for a consumer (504 after)"),
     "publish_timeout": ("ML_SERVER_PUBLISH_TIMEOUT", _float, "5", "seconds to get a publish confirmed (503 after)"),
     "predict_prefetch": ("ML_SERVER_PREDICT_PREFETCH", _int, "32", "predict messages a consumer takes at once"),
+    "handover_after": (
+        "ML_SERVER_HANDOVER_AFTER",
+        _float,
+        "900",
+        "seconds a fit runs before its consumer makes the job durable in the store, acks the message and holds a "
+        "lease instead (keep it well below RabbitMQ's consumer_timeout, 30 min by default)",
+    ),
+    "lease_seconds": (
+        "ML_SERVER_LEASE_SECONDS",
+        _float,
+        "60",
+        "lease of a handed-over fit, renewed every third of it; when it runs out (its consumer died) another "
+        "consumer of the family publishes the job again",
+    ),
+    "batch_max_rows": (
+        "ML_SERVER_BATCH_MAX_ROWS",
+        _int,
+        "10000",
+        "the gateway coalesces concurrent predicts for one model into messages of up to this many rows (0 or 1: no coalescing)",
+    ),
+    "batch_max_wait": (
+        "ML_SERVER_BATCH_MAX_WAIT",
+        _float,
+        "0.005",
+        "seconds a predict waits for the model's messages in flight before it is sent anyway",
+    ),
+    "batch_inflight": (
+        "ML_SERVER_BATCH_INFLIGHT",
+        _int,
+        "2",
+        "predict messages per model in flight before further predicts queue up to go together",
+    ),
     "secret": (
         "ML_SERVER_SECRET",
         _str,
@@ -115,6 +174,14 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
     ),
     "secret_file": ("ML_SERVER_SECRET_FILE", _str, None, "file holding the signing key (`make run` generates one)"),
     "log_level": ("ML_SERVER_LOG_LEVEL", _level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "log_format": ("ML_SERVER_LOG_FORMAT", _log_format, "text", "`text` lines, or `json`: one JSON object per line"),
+    "metrics_port": (
+        "ML_SERVER_METRICS_PORT",
+        _port,
+        "9464",
+        "port of a consumer's Prometheus /metrics (0: none); `ml-server run` gives its consumers this port + 0, 1, 2, …",
+    ),
+    "metrics_host": ("ML_SERVER_METRICS_HOST", _str, "127.0.0.1", "bind address of a consumer's /metrics"),
     "tokens": (
         "ML_SERVER_TOKENS",
         _tokens,
@@ -139,15 +206,25 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body: int = 256 * 2**20
-    inline_limit: int = 8 * 2**20
+    max_predict_body: int = 64 * 2**20
+    max_columns: int = 10_000
+    inline_limit: int = 15 * 2**20
     max_train_queue: int = 10_000
     max_predict_queue: int = 10_000
     predict_timeout: float = 30.0
     publish_timeout: float = 5.0
     predict_prefetch: int = 32
+    handover_after: float = 900.0
+    lease_seconds: float = 60.0
+    batch_max_rows: int = 10_000
+    batch_max_wait: float = 0.005
+    batch_inflight: int = 2
     secret: str | None = field(default=None, repr=False)
     secret_file: str | None = None
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
     tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     allow_unauthenticated: bool = False
 

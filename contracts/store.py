@@ -108,6 +108,12 @@ class TrainingSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Who may finish the session: the token of its latest claim (a fencing token). A long fit handed
+    # over (its message acked) holds a lease until `lease_expires`, renewed while it runs; a lease
+    # that ran out is reclaimed by another consumer of the family, from the job stored in `handover`.
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    handover: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Artifact(Base):

@@ -10,6 +10,7 @@ Every name on the broker is built here, from a namespace (default
     <ns>.<family>.train    quorum queue, bound to jobs with "<family>.train"
     <ns>.<family>.predict  classic queue, bound to jobs with "<family>.predict"
     <ns>.<family>.dead     quorum queue, bound to dead with "<family>.train"
+    <ns>.events.<id>       exclusive, auto-delete: one gateway's copy of every event ("#")
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ class Topology:
 
     def reply_queue(self, instance: str) -> str:
         return f"{self.namespace}.reply.{instance}"
+
+    def events_queue(self, instance: str) -> str:
+        """A gateway's exclusive queue of every status event, for its event streams."""
+        return f"{self.namespace}.events.{instance}"
 
     @staticmethod
     def train_key(family: str) -> str:

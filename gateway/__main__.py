@@ -7,7 +7,7 @@ import sys
 
 from aiohttp import web
 
-from contracts import schema
+from contracts import logs, schema
 from contracts.settings import Settings, SettingsError
 
 from . import auth
@@ -37,12 +37,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     if not settings.tokens:
         logging.getLogger(__name__).warning(
             "no ML_SERVER_TOKENS: anyone who can reach %s:%s may fit, predict and delete", settings.host, settings.port
         )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     web.run_app(make_app(settings), host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
     return 0
 

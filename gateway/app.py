@@ -12,16 +12,18 @@ from aiohttp import web
 from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from contracts import frames
 from contracts.errors import InvalidInput, MLServerError, NotFound, PayloadTooLarge, Unavailable
 from contracts.schemas import ModelResponse, ModelsQuery, VersionResponse, VersionsQuery
 from contracts.settings import Settings
 from contracts.store import make_engine
 
-from . import auth
+from . import auth, events, metrics, openapi
 from .records import Records
 from .routes import json_response, routes
 from .rpc import Broker
-from .state import BROKER, RECORDS, SETTINGS
+from .batching import Coalescer
+from .state import BROKER, COALESCER, RECORDS, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,13 @@ async def readyz(request: web.Request) -> web.Response:
         checks["store"] = f"unavailable: {type(e).__name__}"
     ok = all(v == "ok" for v in checks.values())
     return json_response({"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503)
+
+
+@ops.get("/metrics")
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition: request counts and latencies, predict batch sizes, queue depths."""
+    body = await metrics.scrape(request.app.get(BROKER), request.app[RECORDS].families)
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
 
 
 @ops.get("/families")
@@ -168,12 +177,15 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
 
 
 def make_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors, auth.middleware(settings)], client_max_size=settings.max_body)
+    app = web.Application(middlewares=[metrics.middleware, errors, auth.middleware(settings)], client_max_size=settings.max_body)
     app[SETTINGS] = settings
+    frames.set_max_columns(settings.max_columns)
     app.add_routes(ops)
+    app.add_routes(openapi.routes)
     app.add_routes(routes)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_broker)
+    events.setup(app)  # GET /models/{model_key}/events; needs the broker
     return app
 
 
@@ -188,8 +200,11 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:
-    broker = Broker(app[SETTINGS])
+    settings = app[SETTINGS]
+    broker = Broker(settings)
     await broker.connect()
     app[BROKER] = broker
+    app[COALESCER] = Coalescer(broker.call, settings.batch_max_rows, settings.batch_max_wait, settings.batch_inflight)
     yield
+    await app[COALESCER].close()
     await broker.close()

@@ -19,8 +19,9 @@ from aiohttp import web
 from contracts.errors import Forbidden, Unauthorized
 from contracts.settings import Settings
 
-# Reachable without a token: liveness and readiness probes.
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Reachable without a token: liveness and readiness probes, the API document and its docs page.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
+OPEN_PREFIXES = ("/docs/",)
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 
 
@@ -52,7 +53,7 @@ def is_loopback(host: str) -> bool:
 def middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if not settings.tokens or request.path in OPEN_PATHS:
+        if not settings.tokens or request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
             return await handler(request)
         kind, _, token = request.headers.get("Authorization", "").partition(" ")
         if kind.lower() != "bearer" or not token.strip():

@@ -5,18 +5,25 @@
     ml-server consumer FAMILY        one consumer
     ml-server migrate                apply the store's schema migrations
     ml-server token [--scope read]   make a bearer token and its settings entry
+    ml-server fit FAMILY DATA        train on a CSV or Parquet file (and predict, status: see client_cli.py)
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 
+from contracts import logs
 from contracts.settings import Settings, SettingsError, ensure_secret_file
+
+from . import client_cli
+
+log = logging.getLogger("ml-server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         "the gateway accept it. Give the token to the client; put only the entry in the gateway's settings.",
     )
     token.add_argument("--scope", choices=["read", "write"], default="write", help="read: status, predict, listings; write: also fit, update, delete")
+    client_cli.add_parsers(sub)
     sub.add_parser("gateway", help="start the REST gateway", add_help=False)
     sub.add_parser("consumer", help="start one consumer: ml-server consumer FAMILY", add_help=False)
     args, rest = p.parse_known_args(argv)
@@ -60,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return consumer_main(rest)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command in client_cli.COMMANDS:
+        return client_cli.run(args)
     if args.command == "migrate":
         return _migrate()
     if args.command == "token":
@@ -78,12 +88,18 @@ def _migrate() -> int:
         settings = Settings.from_env()
         if settings.database_url.startswith("sqlite"):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
+        logs.configure(settings.log_level, settings.log_format)
         revision = schema.upgrade(settings.database_url)
     except SettingsError as e:
         print(f"ml-server: {e}", file=sys.stderr)
         return 2
-    print(f"ml-server: the store is at schema revision {revision}", file=sys.stderr)
+    log.info("the store is at schema revision %s", revision)
     return 0
+
+
+def metrics_ports(base: int, consumers: list[str]) -> dict[str, int]:
+    """Each consumer's own /metrics port under `ml-server run`: base, base + 1, …; all 0 (none) when base is 0."""
+    return {name: base + i if base else 0 for i, name in enumerate(consumers)}
 
 
 def _run(families_arg: str | None) -> int:
@@ -100,10 +116,13 @@ def _run(families_arg: str | None) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if _migrate() != 0:  # local use: bring the store up to date before starting
         return 2
+    logs.configure(settings.log_level, settings.log_format)
     families = families_arg.split(",") if families_arg else list(BUILTIN)
 
     commands = {"gateway": [sys.executable, "-m", "gateway"]}
     commands.update({f"consumer {f}": [sys.executable, "-m", "consumers", f] for f in families})
+    ports = metrics_ports(settings.metrics_port, [f"consumer {f}" for f in families])
+    envs = {name: {**env, "ML_SERVER_METRICS_PORT": str(ports[name])} if name in ports else env for name in commands}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -114,11 +133,12 @@ def _run(families_arg: str | None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for name, cmd in commands.items():
-        procs[name] = subprocess.Popen(cmd, env=env)
-    print(
-        f"ml-server: gateway on http://{settings.host}:{settings.port}, consumers: {', '.join(families)}",
-        file=sys.stderr,
-        flush=True,
+        procs[name] = subprocess.Popen(cmd, env=envs[name])
+    log.info(
+        "gateway on http://%s:%s (metrics at /metrics), consumers: %s",
+        settings.host,
+        settings.port,
+        ", ".join(f"{f} (metrics port {ports[f'consumer {f}']})" if settings.metrics_port else f for f in families),
     )
     code = 0
     while not stopping:
@@ -128,11 +148,11 @@ def _run(families_arg: str | None) -> int:
             if rc is None:
                 continue
             if name == "gateway":
-                print(f"ml-server: the gateway exited with {rc}; stopping", file=sys.stderr)
+                log.error("the gateway exited with %s; stopping", rc)
                 stopping, code = True, rc or 1
                 break
-            print(f"ml-server: {name} exited with {rc}; restarting it", file=sys.stderr)
-            procs[name] = subprocess.Popen(commands[name], env=env)
+            log.warning("%s exited with %s; restarting it", name, rc)
+            procs[name] = subprocess.Popen(commands[name], env=envs[name])
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

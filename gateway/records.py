@@ -141,6 +141,24 @@ class Records:
                 raise NotFound(f"model {model_key!r} has no training sessions")
             return model, latest
 
+    async def version_status(self, model_key: str, version: int | None) -> tuple[Model, TrainingSession]:
+        """One version of a model (None: the latest), found by key alone; NotFound when either is missing."""
+        async with self.sessions() as db:
+            model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
+            if model is None:
+                raise NotFound(f"no model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
+            if version is None:
+                session = await self._latest(db, model.id)
+            else:
+                session = (
+                    await db.execute(
+                        select(TrainingSession).where(TrainingSession.model_id == model.id, TrainingSession.version == version)
+                    )
+                ).scalar_one_or_none()
+            if session is None:
+                raise NotFound(f"model {model_key!r} has no version {version}", fields={"version": ["unknown"]})
+            return model, session
+
     async def delete(self, family: str, model_key: str) -> int:
         async with self.sessions.begin() as db:
             model = await self._model(db, family, model_key)

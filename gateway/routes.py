@@ -11,15 +11,30 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pandas as pd
+import pyarrow as pa
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
 from contracts.errors import DecodeError, InvalidInput, PayloadTooLarge, UnsupportedMediaType, from_wire
-from contracts.frames import JSON, PARQUET, JsonCodec, ParquetCodec, decode_training, digest_frames, encode_training
+from contracts.frames import (
+    JSON,
+    PARQUET,
+    JsonCodec,
+    ParquetCodec,
+    check_table,
+    decode_training,
+    digest_frames,
+    encode_training,
+    has_default_index,
+    normalize,
+    training_targets,
+)
 from contracts.schemas import (
     FitParams,
     FitRequest,
@@ -38,7 +53,9 @@ from contracts.schemas import (
 )
 from contracts.status import Backend, JobKind
 
-from .state import BROKER, RECORDS, SETTINGS
+from . import metrics
+from .batching import Answer
+from .state import BROKER, COALESCER, RECORDS, SETTINGS
 
 # Bodies bigger than this are parsed in a worker thread, off the event loop.
 _THREAD_PARSE_BYTES = 256 * 1024
@@ -57,11 +74,33 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 # ---- request parsing ----------------------------------------------------------
 
 
+# A status or delete body holds a model key (the seed's client sends one with GET).
+_KEY_BODY_LIMIT = 1 << 20
+
+
+def _body_limit(request: web.Request) -> tuple[int, str]:
+    settings = request.app[SETTINGS]
+    if request.method == "POST":
+        return min(settings.max_predict_body, settings.max_body), "predict"
+    if request.method in ("PUT", "PATCH"):
+        return settings.max_body, "fit" if request.method == "PUT" else "update"
+    return _KEY_BODY_LIMIT, request.method
+
+
 async def _body(request: web.Request) -> bytes:
-    limit = request.app[SETTINGS].max_body
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"body of {request.content_length} bytes is over the {limit}-byte limit")
-    return await request.read()
+    """The body, refused with 413 past the verb's limit: from Content-Length before reading,
+    or while reading a chunked body."""
+    limit, verb = _body_limit(request)
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise PayloadTooLarge(f"{verb} body of {request.content_length} bytes is over the {limit}-byte limit")
+        return await request.read()
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        data += chunk
+        if len(data) > limit:
+            raise PayloadTooLarge(f"{verb} body is over the {limit}-byte limit")
+    return bytes(data)
 
 
 def _load(schema: Schema, data: Any) -> dict[str, Any]:
@@ -99,16 +138,38 @@ def _kind(request: web.Request) -> str:
     raise UnsupportedMediaType(f"Content-Type must be {JSON} or {PARQUET}, not {ctype!r}")
 
 
+@dataclass
+class _Training:
+    """A fit or update request: its parameters, and its data as frames or as the Parquet to queue."""
+
+    params: dict[str, Any]
+    has_y: bool
+    x: pd.DataFrame | None = None
+    y: pd.DataFrame | None = None
+    body: bytes | None = None
+
+    async def encoded(self) -> bytes:
+        if self.body is None:
+            self.body = await asyncio.to_thread(encode_training, self.x, self.y)
+        return self.body
+
+
 async def _training_request(
-    request: web.Request, json_schema: Schema, params_schema: Schema
-) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame | None]:
+    request: web.Request, json_schema: Schema, params_schema: Schema, frames: Callable[[dict[str, Any]], bool]
+) -> _Training:
+    """`frames(params)`: whether the handler needs the data as frames. When it does not, a
+    Parquet body is checked from its footer and queued as it came, never decoded here."""
     if _kind(request) == PARQUET:
         params = _load(params_schema, dict(request.query))
         raw = await _body(request)
+        if not frames(params):
+            targets = training_targets(raw)
+            return _Training(params, bool(targets), body=raw)
         x, y = await asyncio.to_thread(decode_training, raw)
-        return params, x, y
+        return _Training(params, y is not None, x, y)
     data = await _load_json(request, json_schema)
-    return data, data.pop("x"), data.pop("y", None)
+    x, y = data.pop("x"), data.pop("y", None)
+    return _Training(data, y is not None, x, y)
 
 
 async def _family(request: web.Request):  # type: ignore[no-untyped-def]
@@ -117,13 +178,15 @@ async def _family(request: web.Request):  # type: ignore[no-untyped-def]
         FAMILY_NAME(name)
     except ValidationError:
         name = name[:64]
-    return await request.app[RECORDS].family(name)
+    info = await request.app[RECORDS].family(name)
+    request["family"] = info.name  # the metrics label: only families that exist
+    return info
 
 
 def _model_key(
     family: str,
     name: str | None,
-    x: pd.DataFrame,
+    x: pd.DataFrame | None,
     y: pd.DataFrame | None,
     modkwargs: dict[str, Any],
     backend: Backend | None = None,
@@ -151,10 +214,12 @@ def _train_response(model_key: str, session: Any) -> dict[str, Any]:
 async def fit(request: web.Request) -> web.Response:
     """sklearn `fit`: 202 with the queued version, or 200 when the model exists and no retrain."""
     family = await _family(request)
-    params, x, y = await _training_request(request, FitRequest(), FitParams())
-    if family.supervised and y is None:
+    # Frames only to name the model after its data; a named model's Parquet goes on as sent.
+    req = await _training_request(request, FitRequest(), FitParams(), frames=lambda p: p["name"] is None)
+    params = req.params
+    if family.supervised and not req.has_y:
         raise InvalidInput(f"family {family.name!r} learns from a target: y is required", fields={"y": ["required"]})
-    if not family.supervised and y is not None:
+    if not family.supervised and req.has_y:
         raise InvalidInput(f"family {family.name!r} is unsupervised: send x only", fields={"y": ["not allowed"]})
     backend = params["backend"]
     unknown = sorted(set(params["modkwargs"]) - set(family.params))
@@ -164,8 +229,8 @@ async def fit(request: web.Request) -> web.Response:
             f"its parameters are {', '.join(family.params)}",
             fields={"modkwargs": [f"unknown parameter {name!r}" for name in unknown]},
         )
-    key = _model_key(family.name, params["name"], x, y, params["modkwargs"], backend)
-    body = await asyncio.to_thread(encode_training, x, y)
+    key = _model_key(family.name, params["name"], req.x, req.y, params["modkwargs"], backend)
+    body = await req.encoded()
     records = request.app[RECORDS]
     stored = {k: params[k] for k in ("modkwargs", "algkwargs", "name", "retrain")}
     stored["backend"] = backend.value if backend is not None else None  # None: the family's default
@@ -182,12 +247,13 @@ async def fit(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     """`partial_fit` on the latest version: 202 with the new version."""
     family = await _family(request)
-    params, x, y = await _training_request(request, UpdateRequest(), UpdateParams())
+    req = await _training_request(request, UpdateRequest(), UpdateParams(), frames=lambda p: False)
+    params = req.params
     if not family.supports_update:
         raise InvalidInput(f"family {family.name!r} does not support update (partial_fit)")
-    if family.supervised and y is None:
+    if family.supervised and not req.has_y:
         raise InvalidInput(f"family {family.name!r} learns from a target: y is required", fields={"y": ["required"]})
-    body = await asyncio.to_thread(encode_training, x, y)
+    body = await req.encoded()
     session = await request.app[RECORDS].submit_update(family.name, params["model_key"], {})
     await _publish(request, family.name, params["model_key"], session, JobKind.UPDATE, body, {}, {})
     return json_response(_train_response(params["model_key"], session), status=202)
@@ -227,29 +293,67 @@ async def _publish(
         raise
 
 
+_PREDICT_PARAMS = PredictParams()
+_PREDICT_REQUEST = PredictRequest()
+
+
 @routes.post("/{family}")
 async def predict(request: web.Request) -> web.Response:
-    """sklearn `predict` (or another method through `kwargs.method`), as an RPC with a deadline."""
+    """sklearn `predict` (or another method through `kwargs.method`), as an RPC with a deadline.
+
+    Rows without an index of their own go through the coalescer, which sends
+    concurrent predicts for the same model as one message; a frame with its
+    own index goes alone, and its answer keeps that index.
+    """
     family = await _family(request)
-    if _kind(request) == PARQUET:
-        params = _load(PredictParams(), dict(request.query))
-        # Forwarded as sent: the consumer reads (and validates) the frame once, and
-        # a body that is not a readable frame comes back as the same 422.
-        payload = await _body(request)
-    else:
-        params = await _load_json(request, PredictRequest())
-        x = params.pop("x")
-        payload = ParquetCodec.encode(x) if len(x) < 10_000 else await asyncio.to_thread(ParquetCodec.encode, x)
     settings = request.app[SETTINGS]
-    headers = PredictHeaders().dump({"model_key": params["model_key"], "version": params["version"], "kwargs": params["kwargs"]})
-    headers = {k: v for k, v in headers.items() if v is not None}
-    reply_headers, reply_body = await request.app[BROKER].call(family.name, payload, headers, settings.predict_timeout)
-    reply = ReplyHeaders().load(reply_headers)
-    if reply["status"] != 200:
-        raise from_wire(reply["code"] or "internal_error", reply["message"] or "consumer error", reply["fields"])
+    raw: bytes | None = None
+    answer: Answer | None = None
+    if _kind(request) == PARQUET:
+        params = _load(_PREDICT_PARAMS, dict(request.query))
+        raw = await _body(request)
+        schema, rows = ParquetCodec.footer(raw)
+        if rows >= settings.batch_max_rows:
+            # Too big to share a message: checked from the footer, forwarded as sent, and the
+            # consumer's answer passed back as it came (decoded only for a JSON answer).
+            check_table(schema.empty_table(), rows=rows)
+            answer = await _predict_alone(request, family.name, params, raw, rows)
+    if answer is not None:
+        pass
+    elif raw is not None:
+        if len(raw) > _THREAD_PARSE_BYTES:
+            table = await asyncio.to_thread(ParquetCodec.decode_table, raw)
+        else:
+            table = ParquetCodec.decode_table(raw)
+        own_index = not has_default_index(check_table(table))
+        if not own_index and table.schema.metadata:
+            # Grouped by columns and types: pandas metadata differs from request to request. A request
+            # that gets a message to itself is still forwarded as it came (`raw`), not re-encoded.
+            table = table.replace_schema_metadata(None)
+    else:
+        params = await _load_json(request, _PREDICT_REQUEST)
+        x = params.pop("x")
+        own_index = not x.index.equals(pd.RangeIndex(len(x)))  # JSON gives 0..n-1 as integers: that is no index
+        table = pa.Table.from_pandas(x, preserve_index=own_index)
+        if not own_index:
+            table = table.replace_schema_metadata(None)
+    if answer is not None:
+        pass
+    elif own_index or settings.batch_max_rows <= 1:
+        answer = await _predict_alone(request, family.name, params, raw or ParquetCodec.encode_table(table), table.num_rows)
+    else:
+        answer = await request.app[COALESCER].predict(
+            family.name,
+            params["model_key"],
+            params["version"],
+            params["kwargs"],
+            table,
+            settings.predict_timeout,
+            raw,
+        )
     if PARQUET in request.headers.get("Accept", ""):
-        return web.Response(body=reply_body, content_type=PARQUET)
-    frame = ParquetCodec.decode(reply_body, what="prediction")
+        return web.Response(body=answer.parquet(), content_type=PARQUET)
+    frame = normalize(answer.table.to_pandas(), "prediction")
     orient = params["orient"]
     if params["as_array"]:
         values = frame.to_numpy()
@@ -257,6 +361,19 @@ async def predict(request: web.Request) -> web.Response:
     else:
         data = JsonCodec.encode(frame, orient)
     return json_response({"data": data, "orient": orient})
+
+
+async def _predict_alone(request: web.Request, family: str, params: dict[str, Any], body: bytes, rows: int) -> Answer:
+    """One request, one message (not coalesced)."""
+    headers = PredictHeaders().dump({"model_key": params["model_key"], "version": params["version"], "kwargs": params["kwargs"]})
+    headers = {k: v for k, v in headers.items() if v is not None}
+    metrics.observe_predict_batch(1, rows)
+    timeout = request.app[SETTINGS].predict_timeout
+    reply_headers, reply_body = await request.app[BROKER].call(family, body, headers, timeout)
+    reply = ReplyHeaders().load(reply_headers)
+    if reply["status"] != 200:
+        raise from_wire(reply["code"] or "internal_error", reply["message"] or "consumer error", reply["fields"])
+    return Answer(body=reply_body)
 
 
 async def _key_params(request: web.Request) -> dict[str, Any]:

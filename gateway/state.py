@@ -6,9 +6,11 @@ from aiohttp import web
 
 from contracts.settings import Settings
 
+from .batching import Coalescer
 from .records import Records
 from .rpc import Broker
 
 SETTINGS = web.AppKey("settings", Settings)
 RECORDS = web.AppKey("records", Records)
 BROKER = web.AppKey("broker", Broker)
+COALESCER = web.AppKey("coalescer", Coalescer)

@@ -31,6 +31,23 @@ class SlowLogisticRegression(LogisticRegression):
         return super().fit(X, y, sample_weight)
 
 
+class CountedSlowLogisticRegression(SlowLogisticRegression):
+    """A slow fit that appends one line (its pid) to `count_file` each time it starts: fit executions, counted."""
+
+    def __init__(self, delay: float = 2.0, count_file: str = "", **kwargs: object) -> None:
+        super().__init__(delay=delay, **kwargs)
+        self.count_file = count_file
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        return {**super().get_params(deep), "count_file": self.count_file}
+
+    def fit(self, X, y, sample_weight=None):  # type: ignore[no-untyped-def,override]
+        if self.count_file:
+            with open(self.count_file, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        return super().fit(X, y, sample_weight)
+
+
 class ConsumerKiller(LogisticRegression):
     """Its fit kills the consumer process that runs it (the fit process's parent): a poison job."""
 
@@ -42,3 +59,4 @@ class ConsumerKiller(LogisticRegression):
 
 slow = Family("slow", SlowLogisticRegression, methods=("predict", "predict_proba"))
 killer = Family("killer", ConsumerKiller)
+counted = Family("counted", CountedSlowLogisticRegression, methods=("predict", "predict_proba"))

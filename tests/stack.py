@@ -88,6 +88,7 @@ class Stack:
             "ML_SERVER_PORT": str(self.port),
             "ML_SERVER_SECRET": uuid.uuid4().hex,
             "ML_SERVER_LOG_LEVEL": "INFO",
+            "ML_SERVER_METRICS_PORT": "0",  # consumers serve no /metrics unless a test gives them a port
             **env,
         }
         self.database_url = database_url

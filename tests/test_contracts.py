@@ -129,3 +129,20 @@ def test_families_are_found_through_the_entry_point_group(tmp_path, monkeypatch)
     monkeypatch.syspath_prepend(str(tmp_path))
     family = load_family("slow")
     assert family.name == "slow" and "delay" in family.parameters()
+
+
+def test_readme_settings_table_lists_every_setting_with_its_default() -> None:
+    from pathlib import Path
+
+    from contracts.settings import SETTINGS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        if line.startswith("| `ML_SERVER_"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0].strip("`")] = cells[1]
+    for name, _, default, _ in SETTINGS.values():
+        assert name in rows, f"{name} is missing from the README's settings table"
+        if default is not None:
+            assert f"`{default}`" in rows[name], (name, default, rows[name])

@@ -1,0 +1,242 @@
+"""Server-sent events: `GET /models/{model_key}/events` streams a model's status changes.
+
+The gateway binds ONE exclusive, auto-delete queue to the `<ns>.events` topic
+exchange (every routing key), on its own channel of the broker connection,
+and fans the events out in-process to the open streams. The channel is a
+robust one: after a reconnect aio-pika declares the queue again (same name),
+binds it and consumes from it as before.
+
+An event only says "look again": a stream re-reads the version from the
+store and sends what the store holds when it changed, so a client never sees
+a status the store does not have. A stream opens with the current status
+(so a finish that came before the subscription is not missed), sends a
+keep-alive comment every `KEEPALIVE` seconds (and re-reads the store then,
+which also catches an event lost while the broker was away), and ends after
+the asked version (`?version=N`, default: the latest at subscription) is
+`done`, `failed` or deleted.
+
+Every message is `event: status` with a JSON `data` line: the same fields as
+`GET /{family}` for that version, or `{model_key, family, version, status:
+"deleted"}` when the model was deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aiohttp import web
+from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from contracts.errors import InvalidInput, NotFound
+from contracts.schemas import MODEL_KEY, EventsQuery, StatusEvent, StatusResponse
+from contracts.status import Status
+from contracts.topology import Topology
+
+from .state import BROKER, RECORDS
+
+log = logging.getLogger(__name__)
+
+# Seconds between keep-alive comments (and store re-reads) on an idle stream.
+KEEPALIVE = 15.0
+DELETED = "deleted"
+TERMINAL = frozenset({Status.DONE.value, Status.FAILED.value, DELETED})
+
+Event = dict[str, Any]
+
+
+class EventHub:
+    """One queue of every status event, fanned out to the streams that watch each model."""
+
+    def __init__(self) -> None:
+        self._watchers: defaultdict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
+        self.closed = False
+
+    async def start(self, connection: AbstractRobustConnection, topology: Topology, instance: str) -> None:
+        self.channel = await connection.channel()
+        exchange = await self.channel.declare_exchange(topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        self.queue = await self.channel.declare_queue(topology.events_queue(instance), exclusive=True, auto_delete=True)
+        await self.queue.bind(exchange, "#")
+        await self.queue.consume(self._on_event, no_ack=True)
+
+    async def stop(self) -> None:
+        self.close()
+        if not self.channel.is_closed:
+            await self.channel.close()
+
+    def close(self) -> None:
+        """End every stream (the gateway is shutting down)."""
+        self.closed = True
+        for inboxes in self._watchers.values():
+            for inbox in inboxes:
+                inbox.put_nowait(None)
+
+    @contextmanager
+    def watch(self, model_key: str) -> Iterator[asyncio.Queue[Event | None]]:
+        """The model's events from now on; None when the gateway shuts down."""
+        inbox: asyncio.Queue[Event | None] = asyncio.Queue()
+        if self.closed:
+            inbox.put_nowait(None)
+        self._watchers[model_key].add(inbox)
+        try:
+            yield inbox
+        finally:
+            watchers = self._watchers.get(model_key)
+            if watchers is not None:
+                watchers.discard(inbox)
+                if not watchers:
+                    del self._watchers[model_key]
+
+    def watching(self, model_key: str) -> int:
+        return len(self._watchers.get(model_key, ()))
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = StatusEvent().load(dict(message.headers or {}))
+        except ValidationError:
+            return
+        for inbox in self._watchers.get(event["model_key"], ()):
+            inbox.put_nowait(event)
+
+
+EVENTS = web.AppKey("events", EventHub)
+routes = web.RouteTableDef()
+
+
+def _state(model: Any, session: Any) -> dict[str, Any]:
+    return StatusResponse().dump(  # type: ignore[no-any-return]
+        {
+            "model_key": model.model_key,
+            "family": model.family,
+            "name": model.name,
+            "status": session.status,
+            "version": session.version,
+            "kind": session.kind,
+            "base_version": session.base_version,
+            "error": session.error,
+            "rows": session.rows,
+            "attempts": session.attempts,
+            "worker": session.worker,
+            "created_at": session.created_at,
+            "started_at": session.started_at,
+            "finished_at": session.finished_at,
+        }
+    )
+
+
+class _Stream:
+    """One open event stream: sends a version's state when it differs from what was sent last."""
+
+    def __init__(self, request: web.Request, model: Any, version: int) -> None:
+        self.request = request
+        self.model_key, self.family, self.version = model.model_key, model.family, version
+        self.sent: dict[int, str] = {}
+        self.response = web.StreamResponse(headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.response.content_type = "text/event-stream"
+        self.response.charset = "utf-8"
+
+    async def open(self) -> None:
+        await self.response.prepare(self.request)
+        await self.response.write(b"retry: 2000\n\n")
+
+    async def send(self, state: dict[str, Any]) -> bool:
+        """Send `state` unless it was just sent; True when the stream is over."""
+        version, status = state["version"], state["status"]
+        if self.sent.get(version) != status:
+            self.sent[version] = status
+            data = json.dumps(state, default=str, separators=(",", ":"))  # ASCII: no character a client reads as a line end
+            await self.response.write(f"id: {version}:{status}\nevent: status\ndata: {data}\n\n".encode())
+        return status == DELETED or (version == self.version and status in TERMINAL)
+
+    async def look(self, version: int) -> bool:
+        """Re-read `version` from the store and send it if it changed; True when the stream is over."""
+        try:
+            model, session = await self.request.app[RECORDS].version_status(self.model_key, version)
+        except NotFound:
+            if version != self.version:
+                return False  # an older version went away; this one may still be there
+            return await self.send({"model_key": self.model_key, "family": self.family, "version": self.version, "status": DELETED})
+        except (SQLAlchemyError, OSError) as e:
+            log.warning("model=%s event stream: the store is unavailable (%s); waiting", self.model_key, e)
+            return False
+        return await self.send(_state(model, session))
+
+    async def keepalive(self) -> None:
+        await self.response.write(b": keep-alive\n\n")
+
+
+@routes.get("/models/{model_key}/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: the current status, then every status change, until the version finishes."""
+    model_key = request.match_info["model_key"]
+    try:
+        MODEL_KEY(model_key)
+        query = EventsQuery().load(dict(request.query))
+    except ValidationError as e:
+        messages = e.messages if isinstance(e.messages, dict) else {"model_key": e.messages}
+        raise InvalidInput(f"invalid query parameters: {messages}", fields=messages) from e
+    hub = request.app[EVENTS]
+    # Watch before reading the store: a change between the read and the watch can't slip through.
+    with hub.watch(model_key) as inbox:
+        model, session = await request.app[RECORDS].version_status(model_key, query["version"])
+        stream = _Stream(request, model, session.version)
+        await stream.open()
+        try:
+            if await stream.send(_state(model, session)):
+                return await _finish(stream)
+            while True:
+                try:
+                    event = await asyncio.wait_for(inbox.get(), KEEPALIVE)
+                except TimeoutError:
+                    await stream.keepalive()
+                    if await stream.look(stream.version):
+                        break
+                    continue
+                if event is None:  # shutting down: the client reconnects or falls back to polling
+                    break
+                if event["event"] == DELETED:
+                    await stream.send({"model_key": model_key, "family": model.family, "version": stream.version, "status": DELETED})
+                    break
+                if event["version"] is not None and await stream.look(event["version"]):
+                    break
+        except ConnectionError:  # the client went away
+            return stream.response
+        return await _finish(stream)
+
+
+async def _finish(stream: _Stream) -> web.StreamResponse:
+    try:
+        await stream.response.write_eof()
+    except ConnectionError:
+        pass
+    return stream.response
+
+
+async def _hub(app: web.Application) -> AsyncIterator[None]:
+    broker = app[BROKER]
+    assert broker.connection is not None
+    hub = EventHub()
+    await hub.start(broker.connection, broker.topology, broker.instance)
+    app[EVENTS] = hub
+    yield
+    await hub.stop()
+
+
+async def _close_streams(app: web.Application) -> None:
+    if EVENTS in app:
+        app[EVENTS].close()
+
+
+def setup(app: web.Application) -> None:
+    """Serve the event streams; call after the broker's cleanup context is registered."""
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_hub)
+    app.on_shutdown.append(_close_streams)
