@@ -37,10 +37,11 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from contracts.errors import InvalidInput, NotFound
-from contracts.schemas import MODEL_KEY, EventsQuery, StatusEvent, StatusResponse
+from contracts.schemas import MODEL_KEY, EventsQuery, StatusEvent
 from contracts.status import Status
 from contracts.topology import Topology
 
+from .routes import status_body
 from .state import BROKER, RECORDS
 
 log = logging.getLogger(__name__)
@@ -112,24 +113,7 @@ routes = web.RouteTableDef()
 
 
 def _state(model: Any, session: Any) -> dict[str, Any]:
-    return StatusResponse().dump(  # type: ignore[no-any-return]
-        {
-            "model_key": model.model_key,
-            "family": model.family,
-            "name": model.name,
-            "status": session.status,
-            "version": session.version,
-            "kind": session.kind,
-            "base_version": session.base_version,
-            "error": session.error,
-            "rows": session.rows,
-            "attempts": session.attempts,
-            "worker": session.worker,
-            "created_at": session.created_at,
-            "started_at": session.started_at,
-            "finished_at": session.finished_at,
-        }
-    )
+    return status_body(model, session)
 
 
 class _Stream:

@@ -389,25 +389,28 @@ async def status(request: web.Request) -> web.Response:
     family = await _family(request)
     params = await _key_params(request)
     model, session = await request.app[RECORDS].status(family.name, params["model_key"])
-    return json_response(
-        StatusResponse().dump(
-            {
-                "model_key": model.model_key,
-                "family": model.family,
-                "name": model.name,
-                "status": session.status,
-                "version": session.version,
-                "kind": session.kind,
-                "base_version": session.base_version,
-                "error": session.error,
-                "rows": session.rows,
-                "attempts": session.attempts,
-                "worker": session.worker,
-                "created_at": session.created_at,
-                "started_at": session.started_at,
-                "finished_at": session.finished_at,
-            }
-        )
+    return json_response(status_body(model, session))
+
+
+def status_body(model: Any, session: Any) -> dict[str, Any]:
+    """A version's status as `GET /{family}` and the event stream show it."""
+    return StatusResponse().dump(  # type: ignore[no-any-return]
+        {
+            "model_key": model.model_key,
+            "family": model.family,
+            "name": model.name,
+            "status": session.status,
+            "version": session.version,
+            "kind": session.kind,
+            "base_version": session.base_version,
+            "error": session.error,
+            "rows": session.rows,
+            "attempts": session.attempts,
+            "worker": session.worker,
+            "created_at": session.created_at,
+            "started_at": session.started_at,
+            "finished_at": session.finished_at,
+        }
     )
 
 

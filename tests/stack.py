@@ -141,6 +141,11 @@ class Stack:
         proc.wait(timeout=30)
 
     def stop(self) -> None:
+        self.stop_processes()
+        purge_namespace(self.namespace)
+
+    def stop_processes(self) -> None:
+        """SIGTERM to every process of the stack, SIGKILL to any still there after 15 s."""
         procs = [p for _, p in self.consumers] + ([self.gateway] if self.gateway else [])
         for p in procs:
             if p.poll() is None:
@@ -151,8 +156,6 @@ class Stack:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-
-        purge_namespace(self.namespace)
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name}\n{p.read_text(errors='replace')[-6000:]}" for p in self._logs if p.exists())

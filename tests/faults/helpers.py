@@ -60,20 +60,8 @@ class PrivateStack(Stack):
         self.broker.wait_consumers(self.queues(family), count, timeout=90)
 
     def stop(self) -> None:
-        # Stop our processes; the private node is deleted with everything on it (no purge of the shared broker).
-        import signal
-        import subprocess
-
-        procs = [p for _, p in self.consumers] + ([self.gateway] if self.gateway else [])
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        # The private node is deleted with everything on it: no purge of the shared broker.
+        self.stop_processes()
 
 
 @dataclass
