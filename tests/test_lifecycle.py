@@ -440,7 +440,7 @@ def test_duplicate_job_messages_yield_one_done_version(stack: Stack) -> None:
 
 
 def test_duplicate_delivered_to_a_second_consumer_mid_fit(slow_stack: Stack) -> None:
-    """Both consumers run the job; the store keeps the first result and drops the other."""
+    """Both consumers run the job; the later claim holds the fencing token, so one result is kept, once."""
     s = slow_stack
     while len(live_consumers(s, SLOW)) < 2:
         s.start_consumer(SLOW)
