@@ -23,6 +23,7 @@ run: install broker
 	$(BIN)/ml-server run
 
 test: install broker
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 clean:

@@ -746,7 +746,7 @@ def purge_namespace(namespace: str) -> None:
     """Delete the queues and exchanges this run left on the broker (only names under its namespace)."""
     from tests.stack import purge_namespace as purge
 
-    purge(namespace, BROKER_URL)
+    purge(namespace, ["logreg"], BROKER_URL)
 
 
 def consumers_on(namespace: str, queues: list[str]) -> bool:

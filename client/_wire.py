@@ -20,10 +20,11 @@ import pandas as pd
 from contracts.errors import MLServerError, NotFound, TrainingFailed, from_wire
 from contracts.frames import JSON, PARQUET, JsonCodec, ParquetCodec, encode_training
 from contracts.status import Status
+from contracts.topology import EventKind
 
 Format = Literal["parquet", "json"]
 FORMATS = ("parquet", "json")
-_JSON_ORIENT = "split"
+_JSON_ORIENT: Literal["split"] = "split"
 
 
 def _frame(data: pd.DataFrame | pd.Series | np.ndarray | None) -> pd.DataFrame | None:
@@ -89,7 +90,7 @@ def still_running(key: str | None, state: Mapping[str, Any], timeout: float | No
 # Read at call time, so a test can point it at a route the gateway doesn't have.
 EVENTS_PATH = "/models/{model_key}/events"
 EVENT_STREAM = "text/event-stream"
-DELETED = "deleted"
+DELETED = EventKind.DELETED.value
 
 
 def events(model_key: str, version: int | None) -> Call:
@@ -109,7 +110,8 @@ class EventStream:
             event, data = self._event, self._data
             self._event, self._data = "message", []
             if event == "status" and data:
-                return json.loads("\n".join(data))  # type: ignore[no-any-return]
+                state: dict[str, Any] = json.loads("\n".join(data))
+                return state
             return None
         if line.startswith(":"):  # a comment: keep-alive
             return None

@@ -20,7 +20,7 @@ import requests
 from contracts.errors import MLServerError
 from contracts.frames import PARQUET, ParquetCodec, encode_training
 
-from ._wire import _frame, _strings, error_from
+from ._wire import as_frame, error_from
 from .waiting import wait_sync
 
 
@@ -65,7 +65,7 @@ class GenericModelInterface:
             params["name"] = name
         if backend is not None:
             params["backend"] = backend
-        body = encode_training(_strings(_frame(x)), _strings(_frame(y)) if y is not None else None)
+        body = encode_training(as_frame(x), as_frame(y) if y is not None else None)
         reply = self._request("PUT", params=params, data=body, headers={"Content-Type": PARQUET})
         self._key = reply["model_key"]
         if wait:
@@ -75,7 +75,7 @@ class GenericModelInterface:
     def update(self, x: pd.DataFrame, y: pd.DataFrame | pd.Series | None = None, wait: bool = True) -> GenericModelInterface:
         """Update the trained model with new data (`partial_fit`)."""
         key = self._require_key()
-        body = encode_training(_strings(_frame(x)), _strings(_frame(y)) if y is not None else None)
+        body = encode_training(as_frame(x), as_frame(y) if y is not None else None)
         self._request("PATCH", params={"model_key": key}, data=body, headers={"Content-Type": PARQUET})
         if wait:
             self.wait()
@@ -87,7 +87,7 @@ class GenericModelInterface:
         params = {"model_key": key}
         if kwargs:
             params["kwargs"] = json.dumps(kwargs)
-        body = ParquetCodec.encode(_strings(_frame(x)))
+        body = ParquetCodec.encode(as_frame(x))
         response = self._send(
             "POST", params=params, data=body, headers={"Content-Type": PARQUET, "Accept": PARQUET}
         )

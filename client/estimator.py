@@ -75,7 +75,7 @@ def _offers(method: str) -> Any:
     return lambda self: method in self._info()["methods"]
 
 
-class RemoteEstimator(BaseEstimator):  # type: ignore[misc]
+class RemoteEstimator(BaseEstimator):
     """One estimator of family `family` on the gateway at `base_url`; `params` are the family's parameters."""
 
     _kind: str | None = None  # "classifier", "regressor" or "clusterer"; None: ask the gateway

@@ -114,25 +114,25 @@ class ModelClient:
     ) -> pd.DataFrame:
         """A DataFrame indexed like `x`; `method` picks `predict_proba` etc., `kwargs` go to it."""
         arguments = kwargs if method == "predict" else {"method": method, **kwargs}
-        return self._do(_wire.predict(self.format, family, model_key, x, version=version, kwargs=arguments))  # type: ignore[no-any-return]
+        return self._do(_wire.predict(self.format, family, model_key, x, version=version, kwargs=arguments))
 
     def status(self, family: str, model_key: str) -> dict[str, Any]:
-        return self._do(_wire.status(family, model_key))  # type: ignore[no-any-return]
+        return self._do(_wire.status(family, model_key))
 
     def delete(self, family: str, model_key: str) -> dict[str, Any]:
-        return self._do(_wire.delete(family, model_key))  # type: ignore[no-any-return]
+        return self._do(_wire.delete(family, model_key))
 
     def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
         """Every version of a model, newest first; filters `status`, `limit`, `offset`."""
-        return self._do(_wire.versions(model_key, filters))  # type: ignore[no-any-return]
+        return self._do(_wire.versions(model_key, filters))
 
     def models(self, **filters: Any) -> dict[str, Any]:
         """Models with their latest version; filters `family`, `name`, `status`, `limit`, `offset`."""
-        return self._do(_wire.models(filters))  # type: ignore[no-any-return]
+        return self._do(_wire.models(filters))
 
     def families(self) -> list[dict[str, Any]]:
         """The families served: name, supervised, supports_update, params, methods."""
-        return self._do(_wire.families())  # type: ignore[no-any-return]
+        return self._do(_wire.families())
 
     def wait(
         self,
@@ -217,7 +217,7 @@ class AsyncModelClient:
         )
         accepted = await self._do(call)
         if not wait:
-            return accepted  # type: ignore[no-any-return]
+            return accepted
         return await self.wait(family, accepted["model_key"], accepted["version"], timeout=wait_timeout, progress=progress)
 
     async def update(
@@ -234,7 +234,7 @@ class AsyncModelClient:
         call = await asyncio.to_thread(_wire.update, self.format, family, model_key, x, y)
         accepted = await self._do(call)
         if not wait:
-            return accepted  # type: ignore[no-any-return]
+            return accepted
         return await self.wait(family, model_key, accepted["version"], timeout=wait_timeout, progress=progress)
 
     async def predict(
@@ -242,22 +242,22 @@ class AsyncModelClient:
     ) -> pd.DataFrame:
         arguments = kwargs if method == "predict" else {"method": method, **kwargs}
         call = _wire.predict(self.format, family, model_key, x, version=version, kwargs=arguments)
-        return await self._do(call)  # type: ignore[no-any-return]
+        return await self._do(call)
 
     async def status(self, family: str, model_key: str) -> dict[str, Any]:
-        return await self._do(_wire.status(family, model_key))  # type: ignore[no-any-return]
+        return await self._do(_wire.status(family, model_key))
 
     async def delete(self, family: str, model_key: str) -> dict[str, Any]:
-        return await self._do(_wire.delete(family, model_key))  # type: ignore[no-any-return]
+        return await self._do(_wire.delete(family, model_key))
 
     async def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
-        return await self._do(_wire.versions(model_key, filters))  # type: ignore[no-any-return]
+        return await self._do(_wire.versions(model_key, filters))
 
     async def models(self, **filters: Any) -> dict[str, Any]:
-        return await self._do(_wire.models(filters))  # type: ignore[no-any-return]
+        return await self._do(_wire.models(filters))
 
     async def families(self) -> list[dict[str, Any]]:
-        return await self._do(_wire.families())  # type: ignore[no-any-return]
+        return await self._do(_wire.families())
 
     async def wait(
         self,

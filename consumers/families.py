@@ -7,31 +7,27 @@ repository:
 
 * an entry point in the `ml_server.families` group pointing at a `Family`, or
 * `ml-server-consumer my_package.my_module:my_family` on the command line.
+
+The built-in families name their estimators by import path (`Estimator`), so
+importing this module does not import scikit-learn: a consumer imports the
+estimators it serves when it first needs them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
-from sklearn.cluster import KMeans
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDClassifier
-from sklearn.neural_network import MLPClassifier, MLPRegressor
-
-from marshmallow import ValidationError
-
-from contracts.schemas import FAMILY_NAME
+from contracts import families as catalog
+from contracts.families import PREDICT_METHODS, RESERVED, FamilyInfo
 from contracts.status import Backend
 
 ENTRY_POINT_GROUP = "ml_server.families"
-# Paths the gateway serves itself; a family can't be named like them.
-RESERVED = frozenset({"families", "models", "healthz", "readyz", "metrics", "docs", "events"})
-PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
+
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Estimator", "Family", "FamilyError", "PREDICT_METHODS", "RESERVED", "load_family"]
 
 
 class FamilyError(LookupError):
@@ -39,8 +35,32 @@ class FamilyError(LookupError):
 
 
 @dataclass(frozen=True)
+class Estimator:
+    """An estimator class named by its import path (`module:Class`), imported when first called."""
+
+    path: str
+
+    @property
+    def qualname(self) -> str:
+        """`module.Class`, as skops names the type."""
+        return self.path.replace(":", ".")
+
+    @property
+    def module(self) -> str:
+        return self.path.partition(":")[0]
+
+    def load(self) -> type:
+        module, _, name = self.path.partition(":")
+        cls: type = getattr(importlib.import_module(module), name)
+        return cls
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.load()(**kwargs)
+
+
+@dataclass(frozen=True)
 class Family:
-    """One kind of model served by one kind of consumer process."""
+    """One kind of model served by consumer processes."""
 
     name: str
     factory: Callable[..., Any]
@@ -61,49 +81,66 @@ class Family:
 
     def trusted(self) -> frozenset[str]:
         """The skops allowlist for this family's artifacts: fixed in code, never read from an artifact."""
-        own = {_qualname(self.factory)} if isinstance(self.factory, type) else set()
-        return SKOPS_TRUSTED | own | frozenset(self.trusted_types)
+        own = _qualname(self.factory)
+        return SKOPS_TRUSTED | frozenset(self.trusted_types) | ({own} if own else set())
 
     def parameters(self) -> list[str]:
         """Names the estimator accepts as `modkwargs`."""
         estimator = self.factory(**self.defaults)
         return sorted(estimator.get_params(deep=False)) if hasattr(estimator, "get_params") else []
 
+    def info(self) -> FamilyInfo:
+        """What the family registers in the store (this imports its estimator)."""
+        return FamilyInfo(self.name, self.supervised, self.supports_update, self.methods, tuple(self.parameters()))
 
-_CLASSIFIER = ("predict", "predict_proba")
-BUILTIN: dict[str, Family] = {
-    f.name: f
-    for f in (
-        Family("logreg", LogisticRegression, methods=(*_CLASSIFIER, "predict_log_proba", "decision_function")),
-        Family("linreg", LinearRegression),
-        Family("ridge", Ridge),
-        Family("nn", MLPClassifier, methods=_CLASSIFIER),
-        Family("nnreg", MLPRegressor),
-        Family("forest", RandomForestClassifier, methods=_CLASSIFIER),
-        Family("gbm", HistGradientBoostingClassifier, methods=(*_CLASSIFIER, "decision_function")),
-        Family(
-            "sgd",
-            SGDClassifier,
-            supports_update=True,
-            methods=("predict", "decision_function", "predict_proba"),
-            defaults={"loss": "log_loss"},
-        ),
-        Family("kmeans", KMeans, supervised=False, methods=("predict", "transform"), defaults={"n_init": "auto"}),
-    )
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """Modules a fit process of this family needs (imported once, before fit processes fork)."""
+        if isinstance(self.factory, Estimator):
+            return (self.factory.module,)
+        module = getattr(self.factory, "__module__", None)
+        return (module,) if isinstance(module, str) else ()
+
+
+def _qualname(factory: Any) -> str:
+    if isinstance(factory, Estimator):
+        return factory.qualname
+    if isinstance(factory, type):
+        return f"{factory.__module__}.{factory.__qualname__}"
+    return ""
+
+
+_ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
+    "logreg": ("sklearn.linear_model:LogisticRegression", {}),
+    "linreg": ("sklearn.linear_model:LinearRegression", {}),
+    "ridge": ("sklearn.linear_model:Ridge", {}),
+    "nn": ("sklearn.neural_network:MLPClassifier", {}),
+    "nnreg": ("sklearn.neural_network:MLPRegressor", {}),
+    "forest": ("sklearn.ensemble:RandomForestClassifier", {}),
+    "gbm": ("sklearn.ensemble:HistGradientBoostingClassifier", {}),
+    "sgd": ("sklearn.linear_model:SGDClassifier", {"loss": "log_loss"}),
+    "kmeans": ("sklearn.cluster:KMeans", {"n_init": "auto"}),
 }
+
 # Every built-in estimator takes a numeric array as it takes the frame it was fitted on.
-BUILTIN = {name: dataclasses.replace(f, array_input=True) for name, f in BUILTIN.items()}
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
+BUILTIN: dict[str, Family] = {
+    info.name: Family(
+        info.name,
+        Estimator(_ESTIMATORS[info.name][0]),
+        supervised=info.supervised,
+        supports_update=info.supports_update,
+        methods=info.methods,
+        defaults=_ESTIMATORS[info.name][1],
+        array_input=True,
+    )
+    for info in catalog.BUILTIN.values()
+}
 
 # What skops may build when it loads an artifact, beyond its own defaults (builtins, numpy
 # arrays and dtypes, scikit-learn estimators): the built-in estimator classes and the
 # scikit-learn helper objects their fitted state holds.
 SKOPS_TRUSTED: frozenset[str] = frozenset(
-    {_qualname(f.factory) for f in BUILTIN.values() if isinstance(f.factory, type)}
+    {_qualname(f.factory) for f in BUILTIN.values()}
     | {
         "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",  # nn, nnreg (solver="adam")
         "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",  # nn, nnreg (solver="sgd")
@@ -111,6 +148,11 @@ SKOPS_TRUSTED: frozenset[str] = frozenset(
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # gbm
     }
 )
+
+
+def registered() -> list[str]:
+    """Names of the families installed through the `ml_server.families` entry point group."""
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
 def load_family(spec: str) -> Family:
@@ -129,17 +171,15 @@ def load_family(spec: str) -> Family:
         except (ImportError, AttributeError) as e:
             raise FamilyError(f"cannot load family {spec!r}: {e}") from e
         return _check(obj, spec)
-    known = sorted(BUILTIN) + sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    known = sorted(BUILTIN) + registered()
     raise FamilyError(f"unknown family {spec!r}; known: {', '.join(known)} (or give module:attribute)")
 
 
 def _check(obj: Any, spec: str) -> Family:
     if not isinstance(obj, Family):
         raise FamilyError(f"{spec!r} is a {type(obj).__name__}, not a consumers.Family")
-    try:
-        FAMILY_NAME(obj.name)
-    except ValidationError:
-        raise FamilyError(f"family name {obj.name!r} must match {FAMILY_NAME.regex.pattern}") from None
+    if not catalog.NAME.match(obj.name):
+        raise FamilyError(f"family name {obj.name!r} must match {catalog.NAME_PATTERN}")
     if obj.name in RESERVED:
         raise FamilyError(f"family name {obj.name!r} is reserved by the gateway")
     return obj

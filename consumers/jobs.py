@@ -1,18 +1,11 @@
-"""The CPU-bound half of a train job, run in a separate process.
+"""The CPU-bound half of a train job, run in a fit process (`pool.FitPool`).
 
-A fit on the event loop (or in a thread, under the GIL) starves aio-pika's
-heartbeats and the broker drops the connection, so the consumer hands these
-functions to a process pool. They take and return only bytes and plain data.
+These functions take and return only bytes and plain data.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
-import sys
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,19 +34,6 @@ class Result:
     meta: dict[str, Any]
     rows: int
     backend: str = Backend.JOBLIB.value
-
-
-def init_child() -> None:
-    """Pool initializer: die with the consumer, leave Ctrl-C to the parent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    warnings.simplefilter("ignore")  # sklearn's convergence chatter is not an error
-
-
-def warm_up() -> int:
-    return os.getpid()
 
 
 def _target(family: Family, y: pd.DataFrame | None) -> Any:
@@ -123,6 +103,7 @@ def fit(
     backend: str = Backend.JOBLIB.value,
 ) -> Result:
     def call(family: Family, x: pd.DataFrame, yv: Any) -> Any:
+        family.info().check_modkwargs(modkwargs)  # as the gateway does once the family is registered
         estimator = family.build(modkwargs)
         return estimator.fit(x, yv, **algkwargs) if yv is not None else estimator.fit(x, **algkwargs)
 

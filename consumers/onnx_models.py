@@ -189,7 +189,7 @@ def _check(answers: dict[str, np.ndarray], model: OnnxModel, x: pd.DataFrame, na
 
 def _reason(e: BaseException) -> str:
     """One short line per exception in the chain (converter errors can run to pages)."""
-    parts = []
+    parts: list[str] = []
     seen: BaseException | None = e
     while seen is not None and len(parts) < 3:
         text = (str(seen).strip().splitlines() or [""])[0]

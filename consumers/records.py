@@ -11,21 +11,29 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.sql.expression import Executable
 
 from contracts.errors import NotFound, NotTrained, TrainingFailed
+from contracts.families import FamilyInfo
 from contracts.status import JobKind, Status
 from contracts.topology import Header
 from contracts.store import retry_on_conflict, Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
 
 from .backends import digest
-from .families import Family
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def _rowcount(db: AsyncSession, statement: Executable) -> int:
+    """Rows a conditional UPDATE changed: the store's answer to "did this transition happen"."""
+    result = cast(CursorResult[Any], await db.execute(statement))
+    return int(result.rowcount)
 _OPEN = (Status.QUEUED, Status.RUNNING)
 
 
@@ -51,6 +59,7 @@ class Expired:
     owner: str | None
     expires: dt.datetime
     handover: dict[str, Any]
+    family: str
 
 
 @dataclass
@@ -70,14 +79,9 @@ class Records:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def register(self, family: Family) -> None:
-        row = dict(
-            name=family.name,
-            supervised=family.supervised,
-            supports_update=family.supports_update,
-            params=family.parameters(),
-            methods=list(family.methods),
-        )
+    async def register(self, family: FamilyInfo) -> None:
+        """Publish what the family is (the gateway reads it to validate requests)."""
+        row = family.as_dict()
         for _ in range(3):
             try:
                 async with self.sessions.begin() as db:
@@ -242,7 +246,8 @@ class Records:
         fence = [TrainingSession.lease_owner == token] if token else []
         try:
             async with self.sessions.begin() as db:
-                res = await db.execute(
+                updated = await _rowcount(
+                    db,
                     update(TrainingSession)
                     .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN), *fence)
                     .values(
@@ -250,7 +255,7 @@ class Records:
                         lease_owner=None, lease_expires=None, handover=None,
                     )
                 )
-                if res.rowcount != 1:
+                if updated != 1:
                     await db.rollback()
                     return False
                 await db.execute(delete(Payload).where(Payload.session_id == job_id))
@@ -280,12 +285,13 @@ class Records:
                 db.add(payload)
                 await db.flush()
                 stored[Header.PAYLOAD_ID] = payload.id
-            res = await db.execute(
+            updated = await _rowcount(
+                db,
                 update(TrainingSession)
                 .where(TrainingSession.id == job_id, TrainingSession.status == Status.RUNNING, TrainingSession.lease_owner == token)
                 .values(lease_expires=utcnow() + dt.timedelta(seconds=lease), handover=stored)
             )
-            if res.rowcount != 1:
+            if updated != 1:
                 await db.rollback()
                 return False
             return True
@@ -293,21 +299,28 @@ class Records:
     async def renew(self, job_id: int, token: str, lease: float) -> bool:
         """Extend the lease; False when it was lost (expired and reclaimed)."""
         async with self.sessions.begin() as db:
-            res = await db.execute(
+            updated = await _rowcount(
+                db,
                 update(TrainingSession)
                 .where(TrainingSession.id == job_id, TrainingSession.status == Status.RUNNING, TrainingSession.lease_owner == token)
                 .values(lease_expires=utcnow() + dt.timedelta(seconds=lease))
             )
-            return res.rowcount == 1
+            return updated == 1
 
-    async def expired(self, family: str) -> list[Expired]:
-        """Handed-over fits of the family whose lease ran out."""
+    async def expired(self, families: list[str]) -> list[Expired]:
+        """Handed-over fits of these families whose lease ran out."""
         async with self.sessions() as db:
             rows = await db.execute(
-                select(TrainingSession.id, TrainingSession.lease_owner, TrainingSession.lease_expires, TrainingSession.handover)
+                select(
+                    TrainingSession.id,
+                    TrainingSession.lease_owner,
+                    TrainingSession.lease_expires,
+                    TrainingSession.handover,
+                    Model.family,
+                )
                 .join(Model, Model.id == TrainingSession.model_id)
                 .where(
-                    Model.family == family,
+                    Model.family.in_(families),
                     TrainingSession.status == Status.RUNNING,
                     TrainingSession.lease_expires < utcnow(),
                     TrainingSession.handover.is_not(None),
@@ -323,7 +336,8 @@ class Records:
         token = f"reclaim:{WORKER}:{uuid.uuid4().hex[:12]}"
         async with self.sessions.begin() as db:
             owner = TrainingSession.lease_owner.is_(None) if job.owner is None else TrainingSession.lease_owner == job.owner
-            res = await db.execute(
+            updated = await _rowcount(
+                db,
                 update(TrainingSession)
                 .where(
                     TrainingSession.id == job.session_id,
@@ -333,17 +347,18 @@ class Records:
                 )
                 .values(lease_owner=token, lease_expires=utcnow() + dt.timedelta(seconds=lease))
             )
-            return token if res.rowcount == 1 else None
+            return token if updated == 1 else None
 
     async def fail(self, job_id: int, error: str) -> bool:
         async with self.sessions.begin() as db:
-            res = await db.execute(
+            updated = await _rowcount(
+                db,
                 update(TrainingSession)
                 .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
                 .values(status=Status.FAILED, finished_at=utcnow(), error=error[:4000], lease_expires=None, handover=None)
             )
             await db.execute(delete(Payload).where(Payload.session_id == job_id))
-            return res.rowcount == 1
+            return updated == 1
 
     async def servable(self, family: str, model_key: str, version: int | None) -> Servable:
         """The session to predict with, or the 404/409 that explains why there is none."""

@@ -18,7 +18,7 @@ import hashlib
 import io
 import json
 from collections import Counter
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import orjson
@@ -32,7 +32,8 @@ PARQUET = "application/vnd.apache.parquet"
 JSON = "application/json"
 TARGET_METADATA_KEY = b"ml_server.target"
 TARGET_NAMES_METADATA_KEY = b"ml_server.target_names"
-ORIENTS = ("split", "records", "index", "columns", "values", "table")
+Orient = Literal["split", "records", "index", "columns", "values", "table"]
+ORIENTS: tuple[Orient, ...] = ("split", "records", "index", "columns", "values", "table")
 
 # Values are taken as JSON typed them: no guessing that a column named like a
 # date holds dates (pandas 3 does no such guessing with dtype=False; pandas 2
@@ -215,7 +216,8 @@ class JsonCodec:
 
     @staticmethod
     def encode(frame: pd.DataFrame, orient: str = "columns") -> str:
-        return frame.to_json(orient=orient)
+        text: str = frame.to_json(orient=cast(Orient, orient))
+        return text
 
     @staticmethod
     def decode(value: Any, orient: str = "columns", what: str = "x") -> pd.DataFrame:
@@ -237,7 +239,7 @@ class JsonCodec:
         if plain is not None:
             return normalize(plain, what)
         try:
-            frame = pd.read_json(io.StringIO(text), orient=orient, typ="frame", **_NO_DATE_GUESSING)
+            frame = pd.read_json(io.StringIO(text), orient=cast(Orient, orient), typ="frame", **_NO_DATE_GUESSING)
         except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as e:
             raise DecodeError(
                 f"{what}: not a DataFrame in orient {orient!r}: {e}", fields={what: [f"not a DataFrame in orient {orient!r}"]}

@@ -13,6 +13,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
+from . import families
 from .errors import DecodeError
 from .frames import ORIENTS, JsonCodec
 from .status import Backend, JobKind, Status
@@ -25,7 +26,7 @@ MODEL_KEY = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="not a model key")
 SQL_INT_MAX = 2**31 - 1
 POSITIVE_ID = validate.Range(min=1, max=SQL_INT_MAX)
 OFFSET = validate.Range(min=0, max=SQL_INT_MAX)
-FAMILY_NAME = validate.Regexp(r"^[a-z][a-z0-9_-]{0,63}$", error="not a family name")
+FAMILY_NAME = validate.Regexp(families.NAME_PATTERN, error="not a family name")
 
 
 class JsonDict(fields.Dict):
@@ -169,7 +170,7 @@ class ModelResponse(Schema):
     family = fields.String()
     name = fields.String(allow_none=True)
     created_at = fields.DateTime()
-    latest = fields.Raw(allow_none=True)  # a dumped VersionResponse
+    latest = fields.Nested(VersionResponse, allow_none=True)
 
 
 class TrainResponse(Schema):

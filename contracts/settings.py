@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .families import NAME as FAMILY_NAME
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -79,6 +81,15 @@ def _log_format(name: str, raw: str) -> str:
     return fmt
 
 
+def _names(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated family names (`logreg,nn`); empty: none."""
+    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    bad = [n for n in names if not FAMILY_NAME.match(n)]
+    if bad:
+        raise SettingsError(f"{name}: {bad[0]!r} is not a family name (lower-case letters, digits, - and _)")
+    return names
+
+
 def _port(name: str, raw: str) -> int:
     value = _int(name, raw)
     if value > 65535:
@@ -133,7 +144,26 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
     ),
     "predict_timeout": ("ML_SERVER_PREDICT_TIMEOUT", _float, "30", "seconds a predict waits for a consumer (504 after)"),
     "publish_timeout": ("ML_SERVER_PUBLISH_TIMEOUT", _float, "5", "seconds to get a publish confirmed (503 after)"),
-    "predict_prefetch": ("ML_SERVER_PREDICT_PREFETCH", _int, "32", "predict messages a consumer takes at once"),
+    "predict_prefetch": ("ML_SERVER_PREDICT_PREFETCH", _int, "32", "predict messages a consumer takes at once, per family"),
+    "families": (
+        "ML_SERVER_FAMILIES",
+        _names,
+        None,
+        "families the deployment serves, comma-separated: the gateway's `/readyz` waits for a consumer of each, and "
+        "accepts fits for them while their consumers start (`ml-server run` sets it)",
+    ),
+    "fit_processes": (
+        "ML_SERVER_FIT_PROCESSES",
+        _int,
+        "0",
+        "fits a consumer process runs at once, each in a process of its own (0: one per family it serves)",
+    ),
+    "fit_pool_warm": (
+        "ML_SERVER_FIT_POOL_WARM",
+        _bool,
+        "false",
+        "start a consumer's fit processes' server (scikit-learn imported once) at start instead of at the first fit",
+    ),
     "handover_after": (
         "ML_SERVER_HANDOVER_AFTER",
         _float,
@@ -179,7 +209,8 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
         "ML_SERVER_METRICS_PORT",
         _port,
         "9464",
-        "port of a consumer's Prometheus /metrics (0: none); `ml-server run` gives its consumers this port + 0, 1, 2, …",
+        "port of a consumer process's Prometheus /metrics (0: none); with `ml-server run --process-per-family` "
+        "its consumers get this port + 0, 1, 2, …",
     ),
     "metrics_host": ("ML_SERVER_METRICS_HOST", _str, "127.0.0.1", "bind address of a consumer's /metrics"),
     "tokens": (
@@ -214,6 +245,9 @@ class Settings:
     predict_timeout: float = 30.0
     publish_timeout: float = 5.0
     predict_prefetch: int = 32
+    families: tuple[str, ...] = ()
+    fit_processes: int = 0
+    fit_pool_warm: bool = False
     handover_after: float = 900.0
     lease_seconds: float = 60.0
     batch_max_rows: int = 10_000

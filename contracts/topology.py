@@ -11,11 +11,17 @@ Every name on the broker is built here, from a namespace (default
     <ns>.<family>.predict  classic queue, bound to jobs with "<family>.predict"
     <ns>.<family>.dead     quorum queue, bound to dead with "<family>.train"
     <ns>.events.<id>       exclusive, auto-delete: one gateway's copy of every event ("#")
+    (unnamed)              exclusive, auto-delete: one consumer process's copy of its families' events ("<family>.#")
+
+Status events are routed by "<family>.<model_key>" and carry the kind of
+event in a header: `status` (a version changed status) or `deleted` (the
+model and all its versions are gone).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 
@@ -38,6 +44,15 @@ class Header:
     ERROR_MESSAGE = "x-error-message"
     ERROR_FIELDS = "x-error-fields"
     EVENT = "x-event"
+    # A job published again from the store after its lease ran out carries the reclaim's token.
+    RECLAIM_TOKEN = "x-reclaim-token"
+
+
+class EventKind(StrEnum):
+    """Values of the `x-event` header of a status event."""
+
+    STATUS = "status"  # a version changed status (queued, running, done, failed)
+    DELETED = "deleted"  # the model was deleted; also the last status an event stream sends for it
 
 
 class MessageType:
@@ -98,6 +113,13 @@ class Topology:
     @staticmethod
     def event_key(family: str, model_key: str) -> str:
         return f"{family}.{model_key}"
+
+    @staticmethod
+    def family_events(family: str) -> str:
+        """Binding pattern of every event of one family's models."""
+        return f"{family}.#"
+
+    ALL_EVENTS = "#"
 
     def train_queue_arguments(self, max_length: int) -> dict[str, Any]:
         """A full train queue refuses new jobs (the publisher gets a nack: 503), never drops accepted ones."""

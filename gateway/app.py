@@ -38,15 +38,28 @@ async def healthz(request: web.Request) -> web.Response:
 
 @ops.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Broker and store both reachable: 200, else 503 naming what is not."""
-    checks: dict[str, str] = {"broker": "ok" if request.app[BROKER].ready else "unavailable"}
+    """Broker and store reachable, and a consumer on the queues of every family the deployment serves
+    (ML_SERVER_FAMILIES): 200, else 503 naming what is not there."""
+    broker = request.app[BROKER]
+    checks: dict[str, str] = {"broker": "ok" if broker.ready else "unavailable"}
     try:
         await asyncio.wait_for(request.app[RECORDS].ping(), 3)
         checks["store"] = "ok"
     except Exception as e:  # any failure to answer SELECT 1 means not ready
         checks["store"] = f"unavailable: {type(e).__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    return json_response({"status": "ok" if ok else "unavailable", **checks}, status=200 if ok else 503)
+    expected = list(request.app[SETTINGS].families)
+    consumers: dict[str, bool] = {}
+    if expected and broker.ready:
+        try:
+            consumers = await asyncio.wait_for(broker.consumers(expected), 3)
+        except Exception as e:  # noqa: BLE001 - a broker that can't answer is a broker that is not ready
+            log.warning("consumer counts not read: %s", e)
+    families = {f: "ok" if consumers.get(f) else "no consumer" for f in expected}
+    ok = all(v == "ok" for v in (*checks.values(), *families.values()))
+    body: dict[str, object] = {"status": "ok" if ok else "unavailable", **checks}
+    if expected:
+        body["families"] = families
+    return json_response(body, status=200 if ok else 503)
 
 
 @ops.get("/metrics")
@@ -60,25 +73,12 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
 async def families(request: web.Request) -> web.Response:
     """The families consumers have registered, with their parameters and whether they support update."""
     infos = await request.app[RECORDS].families(refresh=True)
-    return json_response(
-        {
-            "families": [
-                {
-                    "name": f.name,
-                    "supervised": f.supervised,
-                    "supports_update": f.supports_update,
-                    "params": f.params,
-                    "methods": f.methods,
-                }
-                for f in infos.values()
-            ]
-        }
-    )
+    return json_response({"families": [f.as_dict() for f in infos.values()]})
 
 
 def _version(session: Any, artifact: Any = None) -> dict[str, Any]:
-    return VersionResponse().dump(
-        {
+    """A version as VersionResponse takes it."""
+    return {
             "version": session.version,
             "kind": session.kind,
             "status": session.status,
@@ -96,7 +96,6 @@ def _version(session: Any, artifact: Any = None) -> dict[str, Any]:
             "digest": artifact.digest if artifact is not None else None,
             "metadata": artifact.meta if artifact is not None else None,
         }
-    )
 
 
 @ops.get("/models")
@@ -123,7 +122,7 @@ async def list_versions(request: web.Request) -> web.Response:
             "model_key": model.model_key,
             "family": model.family,
             "name": model.name,
-            "versions": [_version(t, a) for t, a in rows],
+            "versions": VersionResponse(many=True).dump([_version(t, a) for t, a in rows]),
             "total": total,
             "limit": q["limit"],
             "offset": q["offset"],
@@ -135,7 +134,8 @@ def _query(schema: Any, request: web.Request) -> dict[str, Any]:
     try:
         return schema.load(dict(request.query))
     except ValidationError as e:
-        raise InvalidInput(f"invalid query parameters: {e.messages}", fields=e.messages) from e
+        messages = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
+        raise InvalidInput(f"invalid query parameters: {messages}", fields=messages) from e
 
 
 def error_response(error: MLServerError) -> web.Response:
@@ -194,7 +194,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     if settings.database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
-    app[RECORDS] = Records(engine)
+    app[RECORDS] = Records(engine, settings.families)
     yield
     await engine.dispose()
 

@@ -1,8 +1,8 @@
 """`ml-server`: the command line.
 
-    ml-server run [--families a,b]   gateway + one consumer per family, for local use
+    ml-server run [--families a,b]   the gateway and one consumer process for every family, for local use
     ml-server gateway                the REST gateway alone
-    ml-server consumer FAMILY        one consumer
+    ml-server consumer FAMILY ...    a consumer process serving these families (or --all)
     ml-server migrate                apply the store's schema migrations
     ml-server token [--scope read]   make a bearer token and its settings entry
     ml-server fit FAMILY DATA        train on a CSV or Parquet file (and predict, status: see client_cli.py)
@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 from contracts import logs
 from contracts.settings import Settings, SettingsError, ensure_secret_file
@@ -31,15 +32,22 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
-        help="start the gateway and one consumer per family (local use)",
-        description="Start the gateway and one consumer process per family, restart consumers that die, "
+        help="start the gateway and a consumer process for every family (local use)",
+        description="Migrate the store, start the gateway and one consumer process serving every family "
+        "(or one per family), say `ready` once every family has a consumer, restart consumers that die, "
         "and stop everything on Ctrl-C or SIGTERM. Without ML_SERVER_SECRET(_FILE), a signing key is "
         "generated into <data dir>/secret.",
     )
     run.add_argument(
         "--families",
         default=None,
-        help="comma-separated families to serve (default: every built-in family)",
+        help="comma-separated families to serve: names or module:attribute (default: ML_SERVER_FAMILIES, "
+        "else every built-in family)",
+    )
+    run.add_argument(
+        "--process-per-family",
+        action="store_true",
+        help="one consumer process per family (default: one consumer process serves them all)",
     )
     sub.add_parser(
         "migrate",
@@ -56,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--scope", choices=["read", "write"], default="write", help="read: status, predict, listings; write: also fit, update, delete")
     client_cli.add_parsers(sub)
     sub.add_parser("gateway", help="start the REST gateway", add_help=False)
-    sub.add_parser("consumer", help="start one consumer: ml-server consumer FAMILY", add_help=False)
+    sub.add_parser("consumer", help="start a consumer process: ml-server consumer FAMILY [FAMILY ...] | --all", add_help=False)
     args, rest = p.parse_known_args(argv)
     if args.command == "gateway":
         from .__main__ import main as gateway_main
@@ -78,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         secret, entry = new_token(args.scope)
         print(f"token:            {secret}\nML_SERVER_TOKENS: {entry}")
         return 0
-    return _run(args.families)
+    return _run(args.families, args.process_per_family)
 
 
 def _migrate() -> int:
@@ -98,12 +106,24 @@ def _migrate() -> int:
 
 
 def metrics_ports(base: int, consumers: list[str]) -> dict[str, int]:
-    """Each consumer's own /metrics port under `ml-server run`: base, base + 1, …; all 0 (none) when base is 0."""
+    """Each consumer process's own /metrics port under `ml-server run`: base, base + 1, …; all 0 (none) when base is 0."""
     return {name: base + i if base else 0 for i, name in enumerate(consumers)}
 
 
-def _run(families_arg: str | None) -> int:
-    from consumers.families import BUILTIN
+def consumer_commands(families: list[str], per_family: bool) -> dict[str, list[str]]:
+    """The consumer processes `ml-server run` starts: one for every family, or one per family."""
+    if per_family:
+        return {f"consumer {f}": [sys.executable, "-m", "consumers", f] for f in families}
+    return {"consumer": [sys.executable, "-m", "consumers", *families]}
+
+
+def expected(families: list[str]) -> list[str]:
+    """The names the gateway can expect: every spec but `module:attribute` ones, whose name only their module knows."""
+    return [f for f in families if ":" not in f]
+
+
+def _run(families_arg: str | None, per_family: bool) -> int:
+    from contracts.families import BUILTIN
 
     try:
         settings = Settings.from_env()
@@ -114,14 +134,20 @@ def _run(families_arg: str | None) -> int:
     if not settings.secret and not settings.secret_file:
         env["ML_SERVER_SECRET_FILE"] = str(ensure_secret_file(settings.data_dir / "secret"))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if _migrate() != 0:  # local use: bring the store up to date before starting
-        return 2
     logs.configure(settings.log_level, settings.log_format)
-    families = families_arg.split(",") if families_arg else list(BUILTIN)
+    started = time.monotonic()
+    # Local use: bring the store up to date before starting (in a child: this process stays small).
+    if subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env).returncode != 0:
+        return 2
+    if families_arg:
+        families = list(dict.fromkeys(f.strip() for f in families_arg.split(",") if f.strip()))
+    else:
+        families = list(settings.families or BUILTIN)
+    env["ML_SERVER_FAMILIES"] = ",".join(expected(families))
 
-    commands = {"gateway": [sys.executable, "-m", "gateway"]}
-    commands.update({f"consumer {f}": [sys.executable, "-m", "consumers", f] for f in families})
-    ports = metrics_ports(settings.metrics_port, [f"consumer {f}" for f in families])
+    commands = {"gateway": [sys.executable, "-m", "gateway"], **consumer_commands(families, per_family)}
+    consumers = [name for name in commands if name != "gateway"]
+    ports = metrics_ports(settings.metrics_port, consumers)
     envs = {name: {**env, "ML_SERVER_METRICS_PORT": str(ports[name])} if name in ports else env for name in commands}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
@@ -134,15 +160,21 @@ def _run(families_arg: str | None) -> int:
     signal.signal(signal.SIGINT, stop)
     for name, cmd in commands.items():
         procs[name] = subprocess.Popen(cmd, env=envs[name])
+    base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
     log.info(
-        "gateway on http://%s:%s (metrics at /metrics), consumers: %s",
-        settings.host,
-        settings.port,
-        ", ".join(f"{f} (metrics port {ports[f'consumer {f}']})" if settings.metrics_port else f for f in families),
+        "starting the gateway on %s and %s serving %s%s",
+        base,
+        "a consumer process per family" if per_family else "one consumer process",
+        ", ".join(families),
+        f" (consumer metrics on port {', '.join(str(p) for p in ports.values())})" if settings.metrics_port else "",
     )
     code = 0
+    ready = False
     while not stopping:
-        time.sleep(0.5)
+        time.sleep(0.2 if not ready else 0.5)
+        if not ready and _ready(base):
+            ready = True
+            log.info("ready in %.1fs: %s serves %s", time.monotonic() - started, base, ", ".join(families))
         for name, proc in list(procs.items()):
             rc = proc.poll()
             if rc is None:
@@ -163,6 +195,15 @@ def _run(families_arg: str | None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     return code
+
+
+def _ready(base: str) -> bool:
+    """The gateway's `/readyz`: broker and store there, and a consumer on every family's queues."""
+    try:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=1) as r:
+            return bool(r.status == 200)
+    except (OSError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

@@ -30,16 +30,16 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from contracts import amqp
 from contracts.errors import InvalidInput, NotFound
 from contracts.schemas import MODEL_KEY, EventsQuery, StatusEvent
 from contracts.status import Status
-from contracts.topology import Topology
+from contracts.topology import EventKind, Topology
 
 from .routes import status_body
 from .state import BROKER, RECORDS
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 # Seconds between keep-alive comments (and store re-reads) on an idle stream.
 KEEPALIVE = 15.0
-DELETED = "deleted"
+DELETED = EventKind.DELETED.value
 TERMINAL = frozenset({Status.DONE.value, Status.FAILED.value, DELETED})
 
 Event = dict[str, Any]
@@ -63,9 +63,9 @@ class EventHub:
 
     async def start(self, connection: AbstractRobustConnection, topology: Topology, instance: str) -> None:
         self.channel = await connection.channel()
-        exchange = await self.channel.declare_exchange(topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        exchange = (await amqp.declare_exchanges(self.channel, topology)).events
         self.queue = await self.channel.declare_queue(topology.events_queue(instance), exclusive=True, auto_delete=True)
-        await self.queue.bind(exchange, "#")
+        await self.queue.bind(exchange, topology.ALL_EVENTS)
         await self.queue.consume(self._on_event, no_ack=True)
 
     async def stop(self) -> None:

@@ -94,24 +94,12 @@ async def middleware(
 
 async def refresh_queue_depths(broker: Broker, families: Iterable[str]) -> None:
     """Set `ml_server_queue_messages` for each family's train and predict queue; skip queues that don't exist."""
-    if not broker.ready or broker.connection is None:
-        return
     t = broker.topology
-    channel = None
-    try:
-        for family in families:
-            for kind, queue in (("train", t.train_queue(family)), ("predict", t.predict_queue(family))):
-                if channel is None or channel.is_closed:
-                    channel = await broker.connection.channel(publisher_confirms=False)
-                try:
-                    declared = await channel.declare_queue(queue, passive=True)
-                except Exception as e:  # noqa: BLE001 - a missing queue closes the channel; the next one opens another
-                    log.debug("queue depth of %s not read: %s", queue, e)
-                    continue
-                QUEUE_MESSAGES.labels(family, kind).set(declared.declaration_result.message_count or 0)
-    finally:
-        if channel is not None and not channel.is_closed:
-            await channel.close()
+    queues = {(family, kind): name for family in families for kind, name in (("train", t.train_queue(family)), ("predict", t.predict_queue(family)))}
+    states = await broker.inspect(list(queues.values()))
+    for (family, kind), name in queues.items():
+        if name in states:
+            QUEUE_MESSAGES.labels(family, kind).set(states[name].messages)
 
 
 async def scrape(broker: Broker | None, families: Callable[[], Awaitable[Iterable[str]]]) -> bytes:

@@ -81,12 +81,8 @@ class FamiliesResponse(Schema):
     families = fields.List(fields.Nested(FamilyInfo), required=True)
 
 
-class Model(ModelResponse):
-    latest = fields.Nested(VersionResponse, allow_none=True)
-
-
 class ModelsResponse(Schema):
-    models = fields.List(fields.Nested(Model), required=True)
+    models = fields.List(fields.Nested(ModelResponse), required=True)
     total = fields.Integer(required=True)
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
@@ -361,7 +357,7 @@ def build() -> dict[str, Any]:
             }
         },
     )
-    open_ops = (
+    open_ops: tuple[tuple[str, str, str, dict[str, Any], dict[str, Any]], ...] = (
         ("/healthz", "healthz", "the gateway process is up", _json(ref("HealthResponse")), {}),
         (
             "/readyz",

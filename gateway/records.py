@@ -8,30 +8,23 @@ requests racing for the same model get distinct versions.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from contracts.errors import NotFound, NotTrained, TrainingFailed
+from contracts.errors import NotFound, NotTrained, TrainingFailed, Unavailable
+from contracts.families import BUILTIN, FamilyInfo
 from contracts.status import JobKind, Status
 from contracts.store import retry_on_conflict, Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
 
 
-@dataclass(frozen=True)
-class FamilyInfo:
-    name: str
-    supervised: bool
-    supports_update: bool
-    params: list[str]
-    methods: list[str]
-
-
 class Records:
-    def __init__(self, engine: AsyncEngine, family_ttl: float = 2.0) -> None:
+    def __init__(self, engine: AsyncEngine, expected: tuple[str, ...] = (), family_ttl: float = 2.0) -> None:
+        """`expected`: the families the deployment serves (ML_SERVER_FAMILIES), known before their consumers register."""
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.expected = expected
         self._families: dict[str, FamilyInfo] = {}
         self._families_at = 0.0
         self._family_ttl = family_ttl
@@ -45,18 +38,25 @@ class Records:
             async with self.sessions() as db:
                 rows = (await db.execute(select(FamilyRow).order_by(FamilyRow.name))).scalars().all()
             self._families = {
-                r.name: FamilyInfo(r.name, r.supervised, r.supports_update, list(r.params), list(r.methods))
+                r.name: FamilyInfo(r.name, r.supervised, r.supports_update, tuple(r.methods), tuple(r.params))
                 for r in rows
             }
             self._families_at = time.monotonic()
         return self._families
 
     async def family(self, name: str) -> FamilyInfo:
+        """A registered family; an expected built-in one whose consumer is still starting (its
+        `params` unknown: the consumer checks `modkwargs`); NotFound, or Unavailable for an
+        expected family that is not built in and not registered yet."""
         info = (await self.families()).get(name) or (await self.families(refresh=True)).get(name)
-        if info is None:
-            known = ", ".join(self._families) or "none yet: start a consumer"
-            raise NotFound(f"unknown model family {name!r}; served families: {known}")
-        return info
+        if info is not None:
+            return info
+        if name in self.expected:
+            if name in BUILTIN:
+                return BUILTIN[name]
+            raise Unavailable(f"no consumer of family {name!r} has registered yet; try again shortly")
+        known = ", ".join(self._families) or "none yet: start a consumer"
+        raise NotFound(f"unknown model family {name!r}; served families: {known}")
 
     async def submit_fit(
         self, family: str, model_key: str, name: str | None, params: dict[str, Any], retrain: bool
@@ -200,7 +200,7 @@ class Records:
 
     async def versions(
         self, model_key: str, status: Status | None, limit: int, offset: int
-    ) -> tuple[Model, int, list[tuple[TrainingSession, Artifact | None]]]:
+    ) -> tuple[Model, int, list[tuple[TrainingSession, Any]]]:
         """A model's versions, newest first, with their artifacts' metadata (not their bytes)."""
         async with self.sessions() as db:
             model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
@@ -214,7 +214,7 @@ class Records:
                 await db.execute(query.order_by(TrainingSession.version.desc()).limit(limit).offset(offset))
             ).scalars().all()
             ids = [t.id for t in sessions]
-            arts = {}
+            arts: dict[int, Any] = {}
             if ids:
                 rows = await db.execute(
                     select(Artifact.session_id, Artifact.backend, Artifact.size, Artifact.digest, Artifact.meta).where(

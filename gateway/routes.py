@@ -51,7 +51,9 @@ from contracts.schemas import (
     StatusEvent,
     FAMILY_NAME,
 )
+from contracts.families import FamilyInfo
 from contracts.status import Backend, JobKind
+from contracts.topology import EventKind
 
 from . import metrics
 from .batching import Answer
@@ -150,6 +152,7 @@ class _Training:
 
     async def encoded(self) -> bytes:
         if self.body is None:
+            assert self.x is not None
             self.body = await asyncio.to_thread(encode_training, self.x, self.y)
         return self.body
 
@@ -172,7 +175,7 @@ async def _training_request(
     return _Training(data, y is not None, x, y)
 
 
-async def _family(request: web.Request):  # type: ignore[no-untyped-def]
+async def _family(request: web.Request) -> FamilyInfo:
     name = request.match_info["family"]
     try:
         FAMILY_NAME(name)
@@ -217,18 +220,9 @@ async def fit(request: web.Request) -> web.Response:
     # Frames only to name the model after its data; a named model's Parquet goes on as sent.
     req = await _training_request(request, FitRequest(), FitParams(), frames=lambda p: p["name"] is None)
     params = req.params
-    if family.supervised and not req.has_y:
-        raise InvalidInput(f"family {family.name!r} learns from a target: y is required", fields={"y": ["required"]})
-    if not family.supervised and req.has_y:
-        raise InvalidInput(f"family {family.name!r} is unsupervised: send x only", fields={"y": ["not allowed"]})
+    family.check_target(req.has_y)
+    family.check_modkwargs(params["modkwargs"])
     backend = params["backend"]
-    unknown = sorted(set(params["modkwargs"]) - set(family.params))
-    if unknown and family.params:
-        raise InvalidInput(
-            f"modkwargs: {family.name} has no parameter {', '.join(map(repr, unknown))}; "
-            f"its parameters are {', '.join(family.params)}",
-            fields={"modkwargs": [f"unknown parameter {name!r}" for name in unknown]},
-        )
     key = _model_key(family.name, params["name"], req.x, req.y, params["modkwargs"], backend)
     body = await req.encoded()
     records = request.app[RECORDS]
@@ -251,8 +245,8 @@ async def update(request: web.Request) -> web.Response:
     params = req.params
     if not family.supports_update:
         raise InvalidInput(f"family {family.name!r} does not support update (partial_fit)")
-    if family.supervised and not req.has_y:
-        raise InvalidInput(f"family {family.name!r} learns from a target: y is required", fields={"y": ["required"]})
+    if family.supervised:
+        family.check_target(req.has_y)
     body = await req.encoded()
     session = await request.app[RECORDS].submit_update(family.name, params["model_key"], {})
     await _publish(request, family.name, params["model_key"], session, JobKind.UPDATE, body, {}, {})
@@ -394,7 +388,7 @@ async def status(request: web.Request) -> web.Response:
 
 def status_body(model: Any, session: Any) -> dict[str, Any]:
     """A version's status as `GET /{family}` and the event stream show it."""
-    return StatusResponse().dump(  # type: ignore[no-any-return]
+    return StatusResponse().dump(
         {
             "model_key": model.model_key,
             "family": model.family,
@@ -423,7 +417,7 @@ async def remove(request: web.Request) -> web.Response:
     await request.app[BROKER].publish_event(
         family.name,
         params["model_key"],
-        StatusEvent().dump({"event": "deleted", "model_key": params["model_key"], "family": family.name}),
+        StatusEvent().dump({"event": EventKind.DELETED, "model_key": params["model_key"], "family": family.name}),
     )
     return json_response({"model_key": params["model_key"], "deleted": n})
 

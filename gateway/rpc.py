@@ -21,10 +21,11 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from aio_pika.exceptions import DeliveryError, PublishError
 from aiormq.exceptions import AMQPError
 
+from contracts import amqp
 from contracts.errors import DeadlineExceeded, Unavailable
 from contracts.frames import PARQUET
 from contracts.settings import Settings
-from contracts.topology import MessageType, Topology
+from contracts.topology import Header, MessageType, Topology
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +39,25 @@ class Broker:
         self.instance = uuid.uuid4().hex[:12]
         self.connection: AbstractRobustConnection | None = None
         self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._closing = False
 
     async def connect(self, deadline: float = 60.0) -> None:
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + deadline
-        while True:
-            try:
-                self.connection = await aio_pika.connect_robust(
-                    self.settings.broker_url,
-                    timeout=10,
-                    client_properties={"connection_name": f"gateway {self.instance}"},
-                )
-                break
-            except (AMQPError, ConnectionError, OSError, asyncio.TimeoutError) as e:
-                if loop.time() > give_up:
-                    raise Unavailable(f"cannot connect to the broker: {e}") from e
-                log.warning("broker not reachable yet (%s); retrying", e)
-                await asyncio.sleep(1)
+        try:
+            self.connection = await amqp.connect(self.settings.broker_url, f"gateway {self.instance}", deadline)
+        except amqp.CONNECT_ERRORS as e:
+            raise Unavailable(f"cannot connect to the broker: {e}") from e
         self.connection.close_callbacks.add(self._on_close)
+        log.info("connected to the broker as %r", f"gateway {self.instance}")
         self.channel: AbstractChannel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
-        self.jobs: AbstractExchange = await self.channel.declare_exchange(
-            self.topology.jobs_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        self.events: AbstractExchange = await self.channel.declare_exchange(
-            self.topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
+        exchanges = await amqp.declare_exchanges(self.channel, self.topology)
+        self.jobs: AbstractExchange = exchanges.jobs
+        self.events: AbstractExchange = exchanges.events
+        # The queues of the families this deployment serves exist before their consumers do:
+        # a fit for one whose consumer is still starting waits in its queue instead of being refused.
+        s = self.settings
+        for family in s.families:
+            await amqp.declare_train(self.channel, self.topology, family, s.max_train_queue)
+            await amqp.declare_predict(self.channel, self.topology, family, s.max_predict_queue)
         self.reply_channel = await self.connection.channel(publisher_confirms=False)
         self.reply_queue = await self.reply_channel.declare_queue(
             self.topology.reply_queue(self.instance), exclusive=True, auto_delete=True
@@ -70,6 +65,7 @@ class Broker:
         await self.reply_queue.consume(self._on_reply, no_ack=True)
 
     async def close(self) -> None:
+        self._closing = True
         self._fail_pending(Unavailable("the gateway is shutting down"))
         if self.connection is not None:
             await self.connection.close()
@@ -77,6 +73,21 @@ class Broker:
     @property
     def ready(self) -> bool:
         return self.connection is not None and not self.connection.is_closed and not self.channel.is_closed
+
+    async def inspect(self, queues: list[str]) -> dict[str, amqp.QueueState]:
+        """Messages and consumers of each queue that exists (nothing while the broker is away)."""
+        if not self.ready or self.connection is None:
+            return {}
+        return await amqp.inspect(self.connection, queues)
+
+    async def consumers(self, families: list[str]) -> dict[str, bool]:
+        """Whether each family has a consumer on both its train and its predict queue."""
+        t = self.topology
+        states = await self.inspect([q for f in families for q in (t.train_queue(f), t.predict_queue(f))])
+        return {
+            f: all(states.get(q, amqp.QueueState(0, 0)).consumers > 0 for q in (t.train_queue(f), t.predict_queue(f)))
+            for f in families
+        }
 
     async def publish_job(self, family: str, body: bytes, headers: dict[str, Any], kind: str) -> None:
         """Persistent, confirmed, mandatory; Unavailable (503) if that can't be had in time."""
@@ -86,7 +97,7 @@ class Broker:
             content_type=PARQUET,
             type=kind,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(headers.get("x-job-id", "")),
+            message_id=str(headers.get(Header.JOB_ID, "")),
         )
         await self._publish(message, self.topology.train_key(family), what=f"{kind} job")
 
@@ -150,7 +161,9 @@ class Broker:
         if future is not None and not future.done():
             future.set_result((dict(message.headers or {}), message.body))
 
-    def _on_close(self, *_: Any) -> None:
+    def _on_close(self, _connection: Any = None, reason: Any = None) -> None:
+        if not self._closing:
+            log.warning("the connection to the broker was lost (%s); reconnecting", reason)
         self._fail_pending(Unavailable("the connection to the broker was lost"))
 
     def _fail_pending(self, error: Exception) -> None:

@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,11 @@ def _postgres_answers() -> bool:
         return False
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, empty database for the session: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'ml-server.db'}"
+@contextmanager
+def new_database(kind: str, folder: Path) -> Iterator[str]:
+    """A fresh database at the code's schema: a SQLite file in `folder`, or a new PostgreSQL database."""
+    if kind == "sqlite":
+        url = f"sqlite:///{folder / f'ml-server-{uuid.uuid4().hex[:8]}.db'}"
         schema.upgrade(url)
         yield url
         return
@@ -44,10 +45,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = admin.rsplit("/", 1)[0] + f"/{name}"
-    schema.upgrade(url)
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        schema.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, empty database for the session: a SQLite file, or a new PostgreSQL database."""
+    with new_database(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database of the test's own, of the session's kind, for a test that needs no other test's rows."""
+    with new_database("sqlite" if database_url.startswith("sqlite") else "postgresql", tmp_path) as url:
+        yield url
 
 
 STANDARD_FAMILIES = ("logreg", "linreg", "nn", "sgd", "kmeans")
@@ -55,11 +72,10 @@ STANDARD_FAMILIES = ("logreg", "linreg", "nn", "sgd", "kmeans")
 
 @pytest.fixture(scope="session")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A gateway and one consumer per standard family, shared by the tests of one database."""
+    """A gateway and one consumer process serving the standard families, shared by the tests of one database."""
     s = Stack(database_url, tmp_path_factory.mktemp("stack"))
     try:
-        for family in STANDARD_FAMILIES:
-            s.start_consumer(family, wait=False)
+        s.start_consumer(*STANDARD_FAMILIES, wait=False)
         s.start_gateway()
         for family in STANDARD_FAMILIES:
             s.wait_consumers(family)

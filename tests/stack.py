@@ -16,13 +16,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import requests
 
+from contracts import amqp
 from contracts.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,20 +47,35 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def purge_namespace(namespace: str, broker_url: str = BROKER_URL) -> None:
-    """Delete the queues and exchanges a test namespace left on the broker."""
-    def names(what: str) -> list[str]:
-        out = subprocess.run(["rabbitmqctl", "-q", what, "name"], capture_output=True, text=True, timeout=60).stdout
-        return [n for n in out.split() if n.startswith(f"{namespace}.")]
+def family_name(spec: str) -> str:
+    """The family a consumer spec serves (`tests.families_for_tests:slow` serves `slow`)."""
+    return spec.split(":")[-1]
 
-    queues, exchanges = names("list_queues"), names("list_exchanges")
+
+def queue_states(queues: list[str], broker_url: str = BROKER_URL) -> dict[str, amqp.QueueState]:
+    """Ready messages and consumers of each queue that exists, asked of the broker over AMQP (passive declares)."""
+
+    async def ask() -> dict[str, amqp.QueueState]:
+        connection = await aio_pika.connect(broker_url)
+        async with connection:
+            return await amqp.inspect(connection, queues)
+
+    return asyncio.run(ask())
+
+
+def purge_namespace(namespace: str, families: Iterable[str], broker_url: str = BROKER_URL) -> None:
+    """Delete what a test namespace declared on the broker: its families' queues and its exchanges.
+
+    (Reply and event queues are exclusive: they went with their connections.)"""
+    t = Topology(namespace)
+    queues = [q for f in families for q in (t.train_queue(f), t.predict_queue(f), t.dead_queue(f))]
 
     async def purge() -> None:
         async with await aio_pika.connect(broker_url) as connection:
             channel = await connection.channel()
             for q in queues:
                 await channel.queue_delete(q)
-            for x in exchanges:
+            for x in (t.jobs_exchange, t.events_exchange, t.dead_exchange):
                 await channel.exchange_delete(x)
 
     asyncio.run(purge())
@@ -92,8 +108,10 @@ class Stack:
             **env,
         }
         self.database_url = database_url
+        self.broker_url = broker_url
         self.gateway: subprocess.Popen[bytes] | None = None
-        self.consumers: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.consumers: list[tuple[str, subprocess.Popen[bytes]]] = []  # (spec, process): a process once per family it serves
+        self.families: set[str] = set()
         self._logs: list[Path] = []
 
     # ---- processes -----------------------------------------------------------
@@ -106,29 +124,41 @@ class Stack:
                 [sys.executable, *args], env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
             )
 
-    def start_gateway(self, **env: str) -> None:
+    def start_gateway(self, ready: bool = True, **env: str) -> None:
+        """Start the gateway and wait until `/readyz` says ready (`ready=False`: until it answers at all)."""
         self.gateway = self._spawn("gateway", ["-m", "gateway"], **env)
-        wait_for(lambda: self._alive(self.gateway) and requests.get(f"{self.url}/readyz", timeout=2).ok, 60, what="gateway ready")
+        probe = "/readyz" if ready else "/healthz"
+        wait_for(lambda: self._alive(self.gateway) and requests.get(self.url + probe, timeout=2).ok, 60, what=f"gateway {probe}")
 
-    def start_consumer(self, family: str, wait: bool = True, **env: str) -> subprocess.Popen[bytes]:
-        proc = self._spawn(f"consumer-{family.split(':')[-1]}", ["-m", "consumers", family], **env)
-        self.consumers.append((family, proc))
+    def start_consumer(self, *specs: str, wait: bool = True, **env: str) -> subprocess.Popen[bytes]:
+        """One consumer process serving the families `specs` (names or module:attribute)."""
+        name = "+".join(family_name(spec) for spec in specs)
+        proc = self._spawn(f"consumer-{name}", ["-m", "consumers", *specs], **env)
+        for spec in specs:
+            self.consumers.append((spec, proc))
+            self.families.add(family_name(spec))
         if wait:
-            self.wait_consumers(family.split(":")[-1], count=sum(1 for f, p in self.consumers if f == family and p.poll() is None))
+            for spec in specs:
+                self.wait_consumers(family_name(spec), count=len(self.live(spec)))
         return proc
+
+    def live(self, spec: str) -> list[subprocess.Popen[bytes]]:
+        """The running consumer processes serving `spec`."""
+        return [p for f, p in self.consumers if f == spec and p.poll() is None]
 
     def wait_consumers(self, family: str, count: int = 1) -> None:
         """Until `count` consumers are on the family's train and predict queues."""
-        queues = [f"{self.namespace}.{family}.train", f"{self.namespace}.{family}.predict"]
+        t = Topology(self.namespace)
+        queues = [t.train_queue(family), t.predict_queue(family)]
 
         def ready() -> bool:
-            out = subprocess.run(
-                ["rabbitmqctl", "-q", "list_queues", "name", "consumers"], capture_output=True, text=True, timeout=30
-            ).stdout
-            have = dict(line.split("\t")[:2] for line in out.splitlines() if "\t" in line)
-            return all(int(have.get(q, 0)) >= count for q in queues)
+            serving = [p for f, p in self.consumers if family_name(f) == family]
+            if serving and all(p.poll() is not None for p in serving):
+                raise AssertionError(f"every consumer of {family} exited ({[p.returncode for p in serving]}):\n{self.logs()}")
+            states = queue_states(queues, self.broker_url)
+            return all(q in states and states[q].consumers >= count for q in queues)
 
-        wait_for(ready, 90, interval=0.3, what=f"{count} consumer(s) of {family}")
+        wait_for(ready, 90, interval=0.2, what=f"{count} consumer(s) of {family}")
 
     @staticmethod
     def _alive(proc: subprocess.Popen[bytes] | None) -> bool:
@@ -142,11 +172,12 @@ class Stack:
 
     def stop(self) -> None:
         self.stop_processes()
-        purge_namespace(self.namespace)
+        expected = {f for f in self.env.get("ML_SERVER_FAMILIES", "").split(",") if f}
+        purge_namespace(self.namespace, self.families | expected)
 
     def stop_processes(self) -> None:
         """SIGTERM to every process of the stack, SIGKILL to any still there after 15 s."""
-        procs = [p for _, p in self.consumers] + ([self.gateway] if self.gateway else [])
+        procs = list(dict.fromkeys(p for _, p in self.consumers)) + ([self.gateway] if self.gateway else [])
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -217,13 +248,17 @@ def unacked_by(pids: set[int]) -> int:
 
 
 def wait_queue_drained(stack: Stack, family: str, timeout: float = 60) -> None:
-    """Until the family's train queue has nothing waiting and its consumers hold nothing unacked (twice in a row)."""
+    """Until the family's train queue has nothing waiting and its consumers hold nothing unacked (twice in a row).
+
+    Ready messages come from passive declares; unacked deliveries only rabbitmqctl can tell, so it is
+    asked once the queue is empty, and then every half second."""
     queue = Topology(stack.namespace).train_queue(family)
-    pids = {p.pid for f, p in stack.consumers if f.split(":")[-1] == family and p.poll() is None}
+    pids = {p.pid for f, p in stack.consumers if family_name(f) == family and p.poll() is None}
+    wait_for(lambda: ready_messages(queue) == 0, timeout, interval=0.1, what=f"{queue} empty")
     seen: list[bool] = []
 
     def drained() -> bool:
         seen.append(ready_messages(queue) == 0 and unacked_by(pids) == 0)
         return len(seen) >= 2 and all(seen[-2:])
 
-    wait_for(drained, timeout, interval=0.2, what=f"{queue} drained")
+    wait_for(drained, timeout, interval=0.5, what=f"{queue} drained")

@@ -24,7 +24,7 @@ from consumers.cache import Loaded
 from consumers.families import BUILTIN, SKOPS_TRUSTED, Family, load_family
 from consumers.jobs import JobError, fit, update
 from consumers.onnx_models import OnnxModel
-from consumers.worker import predict
+from consumers.runtime import predict
 from contracts.errors import ArtifactIncompatible, InvalidInput, from_wire
 from contracts.frames import encode_training
 from contracts.status import Backend

@@ -41,6 +41,8 @@ def test_compose_file_serves_every_family_with_known_settings_and_required_secre
         assert service["command"] == ["ml-server-consumer", name.removeprefix("consumer-")]
         assert "container_name" not in service  # `--scale` needs generated names
     assert services["gateway"]["command"] == ["ml-server-gateway"]
+    # Its /readyz (the health check) waits for a consumer of every family the consumer services serve.
+    assert services["gateway"]["environment"]["ML_SERVER_FAMILIES"].split(",") == list(BUILTIN)
     # The schema is migrated once, before the gateway and the consumers start.
     assert services["migrate"]["command"] == ["ml-server", "migrate"]
     for name in ["gateway", *consumers]:
@@ -149,7 +151,7 @@ def test_every_compose_service_command_starts_here_with_its_environment(tmp_path
             except subprocess.TimeoutExpired:
                 proc.kill()
                 codes[name] = "killed"
-        purge_namespace(namespace)
+        purge_namespace(namespace, BUILTIN)
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     assert all(code == 0 for code in codes.values()), codes

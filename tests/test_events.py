@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from client import (
     TrainingFailed,
     _wire,
 )
+from contracts.topology import Topology
 from gateway.auth import new_token
 
 from .stack import Stack, wait_for
@@ -266,23 +268,29 @@ def test_wait_timeout_raises(slow_stack: Stack, monkeypatch: pytest.MonkeyPatch)
 # ---- the gateway's events queue ------------------------------------------------------
 
 
-def _events_queues(stack: Stack) -> dict[str, int]:
+def _consumers_of(queue: str) -> int | None:
+    """Consumers of a queue, from rabbitmqctl: the events queue is exclusive to the gateway's connection,
+    so another connection can't ask about it with a passive declare. None when there is no such queue."""
     out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name", "consumers"], capture_output=True, text=True, timeout=30, check=True).stdout
-    rows = (line.split("\t") for line in out.splitlines() if "\t" in line)
-    return {name: int(n) for name, n in rows if name.startswith(f"{stack.namespace}.events.")}
+    rows = dict(line.split("\t")[:2] for line in out.splitlines() if "\t" in line)
+    return int(rows[queue]) if queue in rows else None
 
 
 def test_events_survive_a_broker_reconnect(slow_stack: Stack) -> None:
-    queues = _events_queues(slow_stack)
-    assert len(queues) == 1 and list(queues.values()) == [1], queues  # ONE queue for the whole gateway
+    found = re.findall(r"connected to the broker as 'gateway ([0-9a-f]+)'", slow_stack.logs())
+    assert len(found) == 1, slow_stack.logs()
+    instance = found[0]
+    queue = Topology(slow_stack.namespace).events_queue(instance)
+    assert _consumers_of(queue) == 1  # ONE queue of every event for the whole gateway
     out = subprocess.run(
         ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"], capture_output=True, text=True, timeout=30, check=True
     ).stdout
-    instance = next(iter(queues)).rsplit(".", 1)[1]  # the queue is named after the gateway's instance
     gateway = [line.split("\t")[0] for line in out.splitlines() if f'"gateway {instance}"' in line]
     assert len(gateway) == 1, out
     subprocess.run(["rabbitmqctl", "-q", "close_connection", gateway[0], "test: reconnect"], check=True, timeout=30)
-    wait_for(lambda: _events_queues(slow_stack) == queues, 60, interval=0.3, what="the events queue declared and consumed again")
+    # aio-pika reconnects after 5 s; ask the broker every second meanwhile, not in a tight loop.
+    wait_for(lambda: "connection to the broker was lost" in slow_stack.logs(), 30, interval=0.2, what="the gateway to see it")
+    wait_for(lambda: _consumers_of(queue) == 1, 60, interval=1.0, what="the events queue consumed again")
     wait_for(lambda: requests.get(f"{slow_stack.url}/readyz", timeout=5).ok, 60, what="gateway ready again")
 
     client = ModelClient(slow_stack.url)

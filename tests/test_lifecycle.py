@@ -33,6 +33,7 @@ from contracts.status import JobKind
 from contracts.store import Artifact, Model, TrainingSession
 from contracts.topology import MessageType, Topology
 
+from .processes import descendants, fit_processes, running
 from .stack import BROKER_URL, Stack, wait_for, wait_queue_drained
 
 pytestmark = pytest.mark.integration
@@ -182,39 +183,6 @@ def publish_duplicate(stack: Stack, family: str, session: dict[str, Any], model_
 # ---- processes --------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, parent pid) of a process, None when it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[1])
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """pid -> command line of every live process below `pid`."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
-            children.setdefault(st[1], []).append(int(entry.name))
-    found: dict[int, str] = {}
-    todo = list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        try:
-            found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        todo.extend(children.get(child, []))
-    return found
-
-
-def running(pid: int) -> bool:
-    st = _stat(pid)
-    return st is not None and st[0] not in ("Z", "X")
-
-
 def live_consumers(stack: Stack, family: str) -> list[subprocess.Popen[bytes]]:
     return [p for f, p in stack.consumers if f == family and p.poll() is None]
 
@@ -324,13 +292,13 @@ def test_consumer_killed_mid_fit_job_is_redelivered(slow_stack: Stack) -> None:
     )
     victim_pid = worker_pid(first)
     victim = next(p for p in live_consumers(s, SLOW) if p.pid == victim_pid)
-    below = descendants(victim_pid)
-    assert any("multiprocessing" in cmd for cmd in below.values()), below  # the fit's pool process
+    # The fit runs in a process forked from the consumer's forkserver: wait until it is there.
+    below = wait_for(lambda: (d := descendants(victim_pid)) and len(fit_processes(d)) >= 2 and d, 30, what="the fit process")
 
     s.kill(victim)
     s.start_consumer(SLOW)
 
-    # No orphan: the pool child dies with its consumer (PR_SET_PDEATHSIG), and so does the rest below it.
+    # No orphan: the fit process dies with its consumer, and so does the rest below it.
     try:
         wait_for(lambda: not [pid for pid in below if running(pid)], 15, what=f"children {below} of the killed consumer gone")
     finally:

@@ -47,7 +47,7 @@ def test_a_healthy_run_at_debug_level_logs_no_credentials(database_url: str, tmp
     finally:
         stack.stop()
     logs = _read_logs(stack)
-    assert "consumer linreg ready" in logs  # the logs were written and read
+    assert "consumer ready: linreg" in logs  # the logs were written and read
     userinfo = BROKER_URL.split("://", 1)[1].rsplit("@", 1)[0]
     assert ":" in userinfo and f"{userinfo}@" not in logs, "the broker URL's credentials are in the logs"
     assert signing_key not in logs

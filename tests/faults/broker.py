@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from ..stack import free_port, wait_for
+from ..stack import free_port, queue_states, wait_for
 
 
 class PrivateBroker:
@@ -108,17 +108,17 @@ class PrivateBroker:
             self.started = False
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def queue_consumers(self) -> dict[str, int]:
-        out = self.ctl("list_queues", "name", "consumers", timeout=30).stdout
-        return {row[0]: int(row[1]) for line in out.splitlines() if len(row := line.split("\t")) >= 2 and row[1].isdigit()}
+    def queue_consumers(self, queues: list[str]) -> dict[str, int]:
+        """Consumers on each queue that exists, asked over AMQP (passive declares)."""
+        return {q: st.consumers for q, st in queue_states(queues, self.url).items()}
 
     def wait_consumers(self, queues: list[str], count: int = 1, timeout: float = 60) -> float:
         """Seconds until every queue has at least `count` consumers."""
         began = time.monotonic()
         wait_for(
-            lambda: all(self.queue_consumers().get(q, 0) >= count for q in queues),
+            lambda: all(self.queue_consumers(queues).get(q, 0) >= count for q in queues),
             timeout,
-            interval=0.3,
+            interval=0.2,
             what=f"{count} consumer(s) on {queues} of {self.node}",
         )
         return time.monotonic() - began

@@ -68,7 +68,7 @@ def test_long_fit_is_handed_over_and_completes_once(
         logs = s.logs()
         assert "handed over" in logs and "timed out" not in logs, logs
         # The consumer kept its channel: still on both queues, and nothing is waiting or redelivered.
-        assert timeout_broker.queue_consumers().get(s.queues("counted")[0]) == 1
+        assert timeout_broker.queue_consumers(s.queues("counted")).get(s.queues("counted")[0]) == 1
     finally:
         s.stop()
     record(figures_file, "long_fit_handover", database=database_url.split(":")[0], consumer_timeout_s=TIMEOUT_MS / 1000,
@@ -98,7 +98,7 @@ def test_consumer_killed_after_hand_over_is_reclaimed(
         r = put(s, "counted", 3, name=f"{s.namespace}-reclaimed", modkwargs={"delay": 8, "count_file": str(count)})
         assert r.status_code == 202, r.text
         key = r.json()["model_key"]
-        wait_for(lambda: "handed over" in s.logs(), 30, interval=0.2, what="the fit handed over")
+        wait_for(lambda: "handed over" in s.logs() and _executions(count) == 1, 30, interval=0.2, what="the fit running, handed over")
         first = s.status("counted", key)
         victim = int(first["worker"].rsplit(":", 1)[1])
         s.kill(next(p for _, p in s.consumers if p.pid == victim), signal.SIGKILL)

@@ -139,7 +139,7 @@ def test_broker_restart_during_a_burst(database_url: str, tmp_path: Path, privat
         # Our processes were never restarted: they reconnected on their own.
         assert s.gateway is not None and s.gateway.poll() is None
         assert all(p.poll() is None for _, p in s.consumers)
-        queues = broker.queue_consumers()
+        queues = broker.queue_consumers(s.queues("logreg"))
         assert all(queues.get(q, 0) == 2 for q in s.queues("logreg")), queues
     finally:
         s.stop()

@@ -1,0 +1,151 @@
+"""The fit processes of one consumer process, shared by the families it serves.
+
+A CPU-bound fit on the event loop (or in a thread, under the GIL) starves
+aio-pika's heartbeats and the broker drops the connection, so every fit runs
+in a process of its own. Those processes are forked from a multiprocessing
+forkserver that imported scikit-learn and the families' estimators once,
+so a new one costs a fork, not an interpreter start; each runs one fit and
+exits (`max_tasks_per_child=1`), so nothing a fit allocated outlives it.
+
+The forkserver starts with the first fit (or at once with `warm`). A fit
+process dies with its consumer, however the consumer ends (`die_with`), and
+the forkserver exits once the consumer and every fit process are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import multiprocessing
+import os
+import select
+import signal
+import threading
+import warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Imported by the forkserver before it forks any fit process, besides the families' own modules.
+PRELOAD = ("consumers.__main__", "consumers.jobs")
+
+
+_consumer: int | None = None
+
+
+def consumer_pid() -> int:
+    """In a fit process: the pid of the consumer process it fits for."""
+    assert _consumer is not None, "not a fit process"
+    return _consumer
+
+
+def init_child(consumer: int) -> None:
+    """A fit process's first act: die with the consumer, leave Ctrl-C to it, stay quiet."""
+    global _consumer
+    _consumer = consumer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with(consumer)
+    warnings.simplefilter("ignore")  # sklearn's convergence chatter is not an error
+
+
+def die_with(pid: int) -> None:
+    """SIGKILL this process as soon as process `pid` exits, however it exits.
+
+    A fit process's parent is the forkserver, which itself only exits once
+    every fit process has (they hold its "alive" pipe), so the kernel's
+    parent-death signal can't be used: a thread waits on a pidfd of the consumer."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)  # gone already
+
+    def watch() -> None:
+        select.select([fd], [], [])  # readable once the process has exited
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name=f"die-with-{pid}", daemon=True).start()
+
+
+def started() -> int:
+    """A no-op job that starts the forkserver and one fit process; its pid."""
+    return os.getpid()
+
+
+class FitPool:
+    def __init__(self, size: int, modules: Iterable[str] = (), warm: bool = False) -> None:
+        self.size = max(1, size)
+        self.modules = list(dict.fromkeys([*PRELOAD, *modules]))
+        self.warm = warm
+        self._executor: ProcessPoolExecutor | None = None
+        self._starting: asyncio.Lock | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._executor is not None
+
+    async def start(self) -> None:
+        """Start the forkserver now when the pool is to be kept warm; otherwise the first fit does."""
+        if self.warm:
+            await self._ready()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a fit process of its own. BrokenProcessPool when that process died."""
+        executor = await self._ready()
+        # Forking (and, the first time, waiting for the forkserver's imports) blocks: not on the loop.
+        future = await asyncio.to_thread(executor.submit, fn, *args)
+        return await asyncio.wrap_future(future)
+
+    def broken(self) -> None:
+        """A fit process died and the executor with it: the next fit starts a fresh one."""
+        old, self._executor = self._executor, None
+        if old is not None:
+            self._kill(old)
+
+    def pids(self) -> list[int]:
+        executor = self._executor
+        return [p.pid for p in (getattr(executor, "_processes", None) or {}).values() if p.pid] if executor else []
+
+    def close(self) -> None:
+        """Kill the fit processes: a fit in progress is abandoned, and its job will be redelivered."""
+        old, self._executor = self._executor, None
+        if old is not None:
+            self._kill(old)
+
+    async def _ready(self) -> ProcessPoolExecutor:
+        if self._executor is not None:
+            return self._executor
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._executor is None:
+                # In a context of its own: the start belongs to no job (its log line carries no model key).
+                self._executor = await asyncio.create_task(self._start(), context=contextvars.Context())
+            return self._executor
+
+    async def _start(self) -> ProcessPoolExecutor:
+        executor = await asyncio.to_thread(self._new)
+        pid = await asyncio.wrap_future(await asyncio.to_thread(executor.submit, started))
+        log.info("fit processes ready (first pid %s, at most %d at once)", pid, self.size)
+        return executor
+
+    def _new(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(self.modules)
+        return ProcessPoolExecutor(
+            self.size, mp_context=context, initializer=init_child, initargs=(os.getpid(),), max_tasks_per_child=1
+        )
+
+    @staticmethod
+    def _kill(executor: ProcessPoolExecutor) -> None:
+        children = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        for proc in children:
+            try:
+                proc.kill()
+            except (OSError, ValueError):  # already gone, or closed
+                pass
