@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -85,7 +85,7 @@ def readme_example(url: str) -> float:
     y = (x.sum(axis=1) <= x.mean(axis=1)).astype(np.float32)
     mi = GenericModelInterface(url + "/", "logreg")
     mi.fit(x, y.to_frame(), name="logistic-regression-random-data")
-    yhat = mi.predict(x).iloc[:, 0]
+    yhat = cast(pd.DataFrame, mi.predict(x)).iloc[:, 0]  # a frame unless as_array
     yhat.index = yhat.index.astype(int)
     precision = float((yhat.sort_index() == y).mean())
     if precision < 0.9:
@@ -142,8 +142,8 @@ def one_run(per_family: bool) -> dict[str, Any]:
             fit_nn(url)
             time.sleep(1)  # let the replacement fit processes settle
             pids = tree(proc.pid)
-            rows = [(p, memory_kib(p), command(p)) for p in pids]
-            rows = [(p, m, c) for p, m, c in rows if m is not None]
+            found = [(p, memory_kib(p), command(p)) for p in pids]
+            rows = [(p, m, c) for p, m, c in found if m is not None]
             result["processes"] = len(rows)
             result["pss_mib"] = sum(m[0] for _, m, _ in rows) / 1024
             result["rss_mib"] = sum(m[1] for _, m, _ in rows) / 1024

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from contracts.errors import MLServerError, NotFound, TrainingFailed, from_wire
-from contracts.frames import JSON, PARQUET, JsonCodec, ParquetCodec, encode_training
+from contracts.frames import JSON, PARQUET, ParquetCodec, encode_training
+from contracts.pandas_json import JsonCodec
 from contracts.status import Status
 from contracts.topology import EventKind
 
@@ -175,17 +176,15 @@ def _body(data: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
     return json.dumps({k: v for k, v in data.items() if v is not None}).encode(), {"Content-Type": JSON}
 
 
-def _training(
-    fmt: Format, method: str, family: str, x: Any, y: Any, fields: dict[str, Any]
-) -> Call:
+def _training(fmt: Format, path: str, x: Any, y: Any, fields: dict[str, Any]) -> Call:
     xf = as_frame(x)
     yf = as_frame(y) if y is not None else None
     if fmt == "parquet":
-        return Call(method, f"/{family}", _query(fields), encode_training(xf, yf), {"Content-Type": PARQUET})
+        return Call("POST", path, _query(fields), encode_training(xf, yf), {"Content-Type": PARQUET})
     body, headers = _body(
         {**fields, "x": _json_frame(xf), "y": _json_frame(yf) if yf is not None else None, "orient": _JSON_ORIENT}
     )
-    return Call(method, f"/{family}", {}, body, headers)
+    return Call("POST", path, {}, body, headers)
 
 
 def fit(
@@ -207,11 +206,11 @@ def fit(
         "retrain": bool(retrain),
         "backend": backend,
     }
-    return _training(fmt, "PUT", family, x, y, fields)
+    return _training(fmt, f"/families/{family}/models", x, y, fields)
 
 
-def update(fmt: Format, family: str, model_key: str, x: Any, y: Any) -> Call:
-    return _training(fmt, "PATCH", family, x, y, {"model_key": model_key})
+def update(fmt: Format, model_key: str, x: Any, y: Any) -> Call:
+    return _training(fmt, f"/models/{model_key}/update", x, y, {})
 
 
 def _read_json_prediction(body: bytes) -> pd.DataFrame:
@@ -223,24 +222,37 @@ def _read_parquet_prediction(body: bytes) -> pd.DataFrame:
     return ParquetCodec.decode(body, what="prediction")
 
 
-def predict(
-    fmt: Format, family: str, model_key: str, x: Any, *, version: int | None, kwargs: dict[str, Any]
-) -> Call:
+def predict(fmt: Format, model_key: str, x: Any, *, version: int | None, kwargs: dict[str, Any]) -> Call:
     xf = as_frame(x)
-    fields: dict[str, Any] = {"model_key": model_key, "version": version, "kwargs": kwargs or None}
+    fields: dict[str, Any] = {"version": version, "kwargs": kwargs or None}
+    path = f"/models/{model_key}/predict"
     if fmt == "parquet":
         headers = {"Content-Type": PARQUET, "Accept": PARQUET}
-        return Call("POST", f"/{family}", _query(fields), ParquetCodec.encode(xf), headers, _read_parquet_prediction)
+        return Call("POST", path, _query(fields), ParquetCodec.encode(xf), headers, _read_parquet_prediction)
     body, headers = _body({**fields, "x": _json_frame(xf), "orient": _JSON_ORIENT})
-    return Call("POST", f"/{family}", {}, body, headers, _read_json_prediction)
+    return Call("POST", path, {}, body, headers, _read_json_prediction)
 
 
-def status(family: str, model_key: str) -> Call:
-    return Call("GET", f"/{family}", {"model_key": model_key})
+def state(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's latest version, flat (`GET /models/{model_key}` nests it), as the event stream sends states."""
+    latest = model.get("latest") or {"status": "unknown", "version": None}
+    return {"model_key": model["model_key"], "family": model["family"], "name": model.get("name"), **latest}
 
 
-def delete(family: str, model_key: str) -> Call:
-    return Call("DELETE", f"/{family}", {"model_key": model_key})
+def status(model_key: str, family: str | None = None) -> Call:
+    """The model's latest version, flat; NotFound when `family` is given and the model is of another."""
+
+    def read(body: bytes) -> dict[str, Any]:
+        found = state(json.loads(body))
+        if family is not None and found["family"] != family:
+            raise NotFound(f"no {family} model with model_key {model_key!r} (it is a {found['family']} model)", fields={"model_key": ["unknown"]})
+        return found
+
+    return Call("GET", f"/models/{model_key}", read=read)
+
+
+def delete(model_key: str) -> Call:
+    return Call("DELETE", f"/models/{model_key}")
 
 
 def versions(model_key: str, filters: Mapping[str, Any]) -> Call:

@@ -17,9 +17,9 @@ from typing import Any
 import aio_pika
 import pandas as pd
 
-from contracts.errors import DeadlineExceeded, from_wire
+from contracts.errors import DeadlineExceeded
 from contracts.frames import PARQUET, ParquetCodec, encode_training
-from contracts.schemas import PredictHeaders, ReplyHeaders, TrainHeaders
+from contracts.schemas import PredictHeaders, TrainHeaders, read_reply
 from contracts.status import Backend, JobKind
 from contracts.topology import MessageType, Topology
 
@@ -121,7 +121,4 @@ async def predict(
             reply = await asyncio.wait_for(answer, timeout)
         except asyncio.TimeoutError:
             raise DeadlineExceeded(f"no {family} consumer answered within {timeout:g}s") from None
-    status = ReplyHeaders().load(dict(reply.headers or {}))
-    if status["status"] != 200:
-        raise from_wire(status["code"] or "internal_error", status["message"] or "", status["fields"])
-    return ParquetCodec.decode(reply.body, what="prediction")
+    return ParquetCodec.decode(read_reply(reply.headers or {}, reply.body), what="prediction")

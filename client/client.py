@@ -4,23 +4,23 @@
     mi.fit(x, y, name="my-model")          # waits until trained
     yhat = mi.predict(x)                   # a DataFrame indexed like x
 
-Data travels as Parquet; every error status is raised as the matching
+The seed's own client, unchanged, still works against ml-server's `/{family}`
+routes. This one has the same API, sends Parquet to ml-server's own routes
+(`/families/{family}/models`, `/models/{model_key}/...`), waits on the event
+stream instead of polling every 5 s, and raises every error status as its
 `contracts.errors` class (NotFound, InvalidInput with `.fields`, ...).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import requests
 
-from contracts.errors import MLServerError
-from contracts.frames import PARQUET, ParquetCodec, encode_training
-
-from ._wire import as_frame, error_from
+from . import _wire
+from ._wire import error_from
 from .waiting import wait_sync
 
 
@@ -32,6 +32,7 @@ class GenericModelInterface:
         self._ep = endpoint.strip("/")
         self._mk = modkwargs
         self._key: str | None = None
+        self._version: int | None = None  # the version the last fit or update made: what `wait` waits for
         self.timeout = timeout
         self.http = requests.Session()
 
@@ -39,7 +40,7 @@ class GenericModelInterface:
 
     def load(self, key: str) -> GenericModelInterface:
         """Work with an existing model."""
-        self._key = key
+        self._key, self._version = key, None
         return self
 
     @property
@@ -60,38 +61,27 @@ class GenericModelInterface:
 
         `backend` (`joblib`, `skops`, `onnx`) overrides how the family stores the model.
         """
-        params = {"modkwargs": json.dumps(self._mk), "algkwargs": json.dumps(algkwargs), "retrain": str(bool(retrain)).lower()}
-        if name is not None:
-            params["name"] = name
-        if backend is not None:
-            params["backend"] = backend
-        body = encode_training(as_frame(x), as_frame(y) if y is not None else None)
-        reply = self._request("PUT", params=params, data=body, headers={"Content-Type": PARQUET})
-        self._key = reply["model_key"]
+        call = _wire.fit(
+            "parquet", self._ep, x, y, name=name, modkwargs=self._mk, algkwargs=algkwargs, retrain=retrain, backend=backend
+        )
+        accepted = self._do(call)
+        self._key = accepted["model_key"]
+        self._version = accepted["version"]
         if wait:
             self.wait()
         return self
 
     def update(self, x: pd.DataFrame, y: pd.DataFrame | pd.Series | None = None, wait: bool = True) -> GenericModelInterface:
         """Update the trained model with new data (`partial_fit`)."""
-        key = self._require_key()
-        body = encode_training(as_frame(x), as_frame(y) if y is not None else None)
-        self._request("PATCH", params={"model_key": key}, data=body, headers={"Content-Type": PARQUET})
+        accepted = self._do(_wire.update("parquet", self._require_key(), x, y))
+        self._version = accepted["version"]
         if wait:
             self.wait()
         return self
 
     def predict(self, x: pd.DataFrame, as_array: bool = False, **kwargs: Any) -> pd.DataFrame | np.ndarray:
         """Predict; `kwargs` may name another `method` (e.g. `predict_proba`) and its arguments."""
-        key = self._require_key()
-        params = {"model_key": key}
-        if kwargs:
-            params["kwargs"] = json.dumps(kwargs)
-        body = ParquetCodec.encode(as_frame(x))
-        response = self._send(
-            "POST", params=params, data=body, headers={"Content-Type": PARQUET, "Accept": PARQUET}
-        )
-        frame = ParquetCodec.decode(response.content, what="prediction")
+        frame: pd.DataFrame = self._do(_wire.predict("parquet", self._require_key(), x, version=None, kwargs=kwargs))
         if as_array:
             values = frame.to_numpy()
             return values[:, 0] if values.shape[1] == 1 else values
@@ -99,11 +89,21 @@ class GenericModelInterface:
 
     def status(self) -> dict[str, Any]:
         """The latest training session: status, version, error, timings."""
-        return self._request("GET", params={"model_key": self._require_key()})
+        state: dict[str, Any] = self._do(_wire.status(self._require_key()))
+        return state
 
-    def delete(self) -> dict[str, Any]:
-        """Delete the model and all its versions."""
-        return self._request("DELETE", params={"model_key": self._require_key()})
+    def delete(self, model_key: str | None = None) -> dict[str, Any]:
+        """Delete the model (this one, or `model_key`) and all its versions."""
+        answer: dict[str, Any] = self._do(_wire.delete(model_key or self._require_key()))
+        return answer
+
+    def url(self) -> str:
+        return f"{self._base}/{self._ep}"
+
+    def add_header(self, k: str, v: str) -> GenericModelInterface:
+        """Send this header with every request (e.g. `Authorization`)."""
+        self.http.headers[k] = v
+        return self
 
     # ---- waiting -------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class GenericModelInterface:
         Follows the gateway's event stream (polling if it has none), without a progress bar.
         """
         key = self._require_key()
-        return wait_sync(self.http, self._base, self.status, key, None, timeout, progress=False, connect_timeout=self.timeout)
+        return wait_sync(self.http, self._base, self.status, key, self._version, timeout, progress=False, connect_timeout=self.timeout)
 
     # ---- plumbing ------------------------------------------------------------
 
@@ -122,15 +122,10 @@ class GenericModelInterface:
             raise ValueError("Must call `fit` (or `load`) first!")
         return self._key
 
-    def _send(self, method: str, **kwargs: Any) -> requests.Response:
-        response = self.http.request(method, f"{self._base}/{self._ep}", timeout=self.timeout, **kwargs)
+    def _do(self, call: _wire.Call) -> Any:
+        response = self.http.request(
+            call.method, self._base + call.path, params=call.params, data=call.body, headers=call.headers, timeout=self.timeout
+        )
         if response.status_code >= 400:
-            raise _error(response)
-        return response
-
-    def _request(self, method: str, **kwargs: Any) -> dict[str, Any]:
-        return self._send(method, **kwargs).json()
-
-
-def _error(response: requests.Response) -> MLServerError:
-    return error_from(response.status_code, response.content)
+            raise error_from(response.status_code, response.content)
+        return call.read(response.content)

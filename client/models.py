@@ -4,9 +4,13 @@
     state = client.fit("logreg", x, y, name="churn", modkwargs={"C": 0.5})   # waits until done
     yhat = client.predict("logreg", state["model_key"], x)                   # a DataFrame indexed like x
 
-Data travels as Parquet (`format="json"` for the seed's JSON); every error
-answer is raised as its `contracts.errors` class. The wire format lives in
-`client._wire`, shared with `GenericModelInterface`; these classes only carry it.
+Data travels as Parquet (`format="json"` for the seed's JSON) to ml-server's
+own routes (`/families/{family}/models`, `/models/{model_key}/...`); every
+error answer is raised as its `contracts.errors` class. The wire format lives
+in `client._wire`, shared with `GenericModelInterface`; these classes only
+carry it. A model key names its model on its own: the `family` argument of
+`update`, `predict`, `status` and `delete` is kept so that calls written for
+earlier versions still work.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ class ModelClient:
         progress: bool | None = None,
     ) -> dict[str, Any]:
         """`partial_fit` on the latest done version, making a new version."""
-        accepted = self._do(_wire.update(self.format, family, model_key, x, y))
+        accepted = self._do(_wire.update(self.format, model_key, x, y))
         if not wait:
             return accepted
         return self.wait(family, model_key, accepted["version"], timeout=wait_timeout, progress=progress)
@@ -114,13 +118,13 @@ class ModelClient:
     ) -> pd.DataFrame:
         """A DataFrame indexed like `x`; `method` picks `predict_proba` etc., `kwargs` go to it."""
         arguments = kwargs if method == "predict" else {"method": method, **kwargs}
-        return self._do(_wire.predict(self.format, family, model_key, x, version=version, kwargs=arguments))
+        return self._do(_wire.predict(self.format, model_key, x, version=version, kwargs=arguments))
 
     def status(self, family: str, model_key: str) -> dict[str, Any]:
-        return self._do(_wire.status(family, model_key))
+        return self._do(_wire.status(model_key, family))
 
     def delete(self, family: str, model_key: str) -> dict[str, Any]:
-        return self._do(_wire.delete(family, model_key))
+        return self._do(_wire.delete(model_key))
 
     def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
         """Every version of a model, newest first; filters `status`, `limit`, `offset`."""
@@ -231,7 +235,7 @@ class AsyncModelClient:
         wait_timeout: float | None = 3600.0,
         progress: bool | None = None,
     ) -> dict[str, Any]:
-        call = await asyncio.to_thread(_wire.update, self.format, family, model_key, x, y)
+        call = await asyncio.to_thread(_wire.update, self.format, model_key, x, y)
         accepted = await self._do(call)
         if not wait:
             return accepted
@@ -241,14 +245,14 @@ class AsyncModelClient:
         self, family: str, model_key: str, x: Data, *, method: str = "predict", version: int | None = None, **kwargs: Any
     ) -> pd.DataFrame:
         arguments = kwargs if method == "predict" else {"method": method, **kwargs}
-        call = _wire.predict(self.format, family, model_key, x, version=version, kwargs=arguments)
+        call = _wire.predict(self.format, model_key, x, version=version, kwargs=arguments)
         return await self._do(call)
 
     async def status(self, family: str, model_key: str) -> dict[str, Any]:
-        return await self._do(_wire.status(family, model_key))
+        return await self._do(_wire.status(model_key, family))
 
     async def delete(self, family: str, model_key: str) -> dict[str, Any]:
-        return await self._do(_wire.delete(family, model_key))
+        return await self._do(_wire.delete(model_key))
 
     async def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
         return await self._do(_wire.versions(model_key, filters))

@@ -24,7 +24,7 @@ _WHERE = {
     "from_wire": "errors",
     "JSON": "frames",
     "PARQUET": "frames",
-    "JsonCodec": "frames",
+    "JsonCodec": "pandas_json",
     "ParquetCodec": "frames",
     "decode_training": "frames",
     "encode_training": "frames",
@@ -57,7 +57,8 @@ if TYPE_CHECKING:
         from_wire,
     )
     from .families import FamilyInfo
-    from .frames import JSON, PARQUET, JsonCodec, ParquetCodec, decode_training, encode_training
+    from .frames import JSON, PARQUET, ParquetCodec, decode_training, encode_training
+    from .pandas_json import JsonCodec
     from .settings import Settings, SettingsError
     from .status import Backend, JobKind, Status
     from .topology import EventKind, Header, MessageType, Topology

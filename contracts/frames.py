@@ -1,9 +1,15 @@
-"""DataFrame codecs: two methods keyed by content type.
+"""DataFrames as Parquet, the rows a predict carries, and the checks every frame passes.
 
-`ParquetCodec` and `JsonCodec` turn a `pandas.DataFrame` into bytes/text and
-back. Column names are always strings on the server side (Parquet requires it,
-and JSON object keys are strings anyway), so `normalize()` is applied to every
-frame that enters the system.
+`ParquetCodec` turns a `pandas.DataFrame` (or an Arrow table) into Parquet
+bytes and back; `pandas_json.JsonCodec` is its JSON twin. Column names are
+always strings on the server side (Parquet requires it, and JSON object keys
+are strings anyway), so `normalize()` is applied to every frame that enters
+the system.
+
+`Rows` is what a predict hands to the broker: positional columns without an
+index or pandas metadata, so rows of several requests can travel in one
+message; the request's own row labels stay with it in the gateway and label
+its answer.
 
 Training data (x and y together) travels as one Parquet file whose schema
 metadata key `ml_server.target` holds the JSON list of target column names;
@@ -35,15 +41,6 @@ TARGET_NAMES_METADATA_KEY = b"ml_server.target_names"
 Orient = Literal["split", "records", "index", "columns", "values", "table"]
 ORIENTS: tuple[Orient, ...] = ("split", "records", "index", "columns", "values", "table")
 
-# Values are taken as JSON typed them: no guessing that a column named like a
-# date holds dates (pandas 3 does no such guessing with dtype=False; pandas 2
-# needs to be told explicitly).
-_NO_DATE_GUESSING: dict[str, Any] = (
-    {"dtype": False}
-    if int(pd.__version__.split(".")[0]) >= 3
-    else {"dtype": False, "convert_dates": False, "keep_default_dates": False}
-)
-
 # Small frames are written uncompressed and without statistics: for a few rows
 # the codec's fixed cost dominates and compression buys nothing.
 _COMPRESS_ABOVE_CELLS = 200_000
@@ -56,6 +53,10 @@ MAX_COLUMNS = 10_000
 def set_max_columns(limit: int) -> None:
     global MAX_COLUMNS
     MAX_COLUMNS = limit
+
+
+def max_columns() -> int:
+    return MAX_COLUMNS
 
 
 def check_columns(count: int, what: str = "x") -> None:
@@ -209,66 +210,80 @@ class ParquetCodec:
         return normalize(cls.decode_table(data).to_pandas(), what)
 
 
-class JsonCodec:
-    """pandas JSON with an `orient`, as `DataFrame.to_json(orient=...)` writes it."""
+class Rows:
+    """The rows of a predict: positional columns (no index, no pandas metadata) and the labels to answer
+    them with (`labels`: None for 0..n-1, `label_names`: the index's names). `parquet`: the same rows as
+    Parquet, when the request's own body is exactly that, to be sent on as it came; then the table
+    is only read if needed."""
 
-    content_type = JSON
+    def __init__(
+        self,
+        table: pa.Table | None = None,
+        labels: list[Any] | None = None,
+        *,
+        label_names: list[str | None] | None = None,
+        parquet: bytes | None = None,
+        schema: pa.Schema | None = None,
+        num_rows: int | None = None,
+    ) -> None:
+        if table is None and (parquet is None or schema is None or num_rows is None):
+            raise ValueError("Rows need a table, or Parquet with its schema and row count")
+        self._table = table
+        self.labels = labels
+        self.label_names = label_names
+        self.parquet = parquet
+        self.schema: pa.Schema = (table.schema if table is not None else schema).remove_metadata()  # type: ignore[union-attr]
+        self.num_rows: int = table.num_rows if table is not None else num_rows  # type: ignore[assignment]
 
-    @staticmethod
-    def encode(frame: pd.DataFrame, orient: str = "columns") -> str:
-        text: str = frame.to_json(orient=cast(Orient, orient))
-        return text
-
-    @staticmethod
-    def decode(value: Any, orient: str = "columns", what: str = "x") -> pd.DataFrame:
-        """`value` is the JSON text (the seed's format) or the already parsed JSON."""
-        if isinstance(value, str):
-            try:
-                parsed = orjson.loads(value)
-            except orjson.JSONDecodeError as e:  # also: nested too deep, numbers out of range
-                raise DecodeError(f"{what}: not valid JSON: {e}", fields={what: [f"not valid JSON: {e}"]}) from e
-            text = value
-        else:
-            parsed, text = value, orjson.dumps(value).decode()
-        check_columns(_json_columns(parsed, orient), what)
-        declared = _declared_columns(parsed, orient)
-        dupes = sorted(c for c, n in Counter(declared).items() if n > 1)
-        if dupes:  # pandas would quietly rename them (a, a.1)
-            raise DecodeError(f"{what}: duplicate column names {dupes}", fields={what: [f"duplicate column names: {dupes}"]})
-        plain = _plain_split(parsed) if orient == "split" else None
-        if plain is not None:
-            return normalize(plain, what)
-        try:
-            frame = pd.read_json(io.StringIO(text), orient=cast(Orient, orient), typ="frame", **_NO_DATE_GUESSING)
-        except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as e:
-            raise DecodeError(
-                f"{what}: not a DataFrame in orient {orient!r}: {e}", fields={what: [f"not a DataFrame in orient {orient!r}"]}
-            ) from e
-        return normalize(frame, what)
+    @property
+    def table(self) -> pa.Table:
+        if self._table is None:
+            assert self.parquet is not None
+            self._table = ParquetCodec.decode_table(self.parquet).replace_schema_metadata(None)
+        return self._table
 
 
-def _json_columns(value: Any, orient: str) -> int:
-    """How many columns pandas would make of this JSON, counted without building the frame."""
-    if orient == "columns" and isinstance(value, dict):
-        return len(value)
-    if orient == "split" and isinstance(value, dict):
-        rows = value.get("data")
-        widest = max((len(r) for r in rows if isinstance(r, list)), default=0) if isinstance(rows, list) else 0
-        columns = value.get("columns")
-        return max(len(columns) if isinstance(columns, list) else 0, widest)
-    if orient == "values" and isinstance(value, list):
-        return max((len(r) for r in value if isinstance(r, list)), default=0)
-    if orient == "table" and isinstance(value, dict):
-        schema = value.get("schema")
-        return len(schema.get("fields") or []) if isinstance(schema, dict) and isinstance(schema.get("fields"), list) else 0
-    rows = value.values() if orient == "index" and isinstance(value, dict) else value if isinstance(value, list) else ()
-    names: set[str] = set()
-    for row in rows:  # records and index: the union of every row's keys
-        if isinstance(row, dict):
-            names.update(row)
-            if len(names) > MAX_COLUMNS:
-                break
-    return len(names)
+def rows_from_frame(frame: pd.DataFrame) -> Rows:
+    """A frame's rows: its columns, and its index as labels unless it is 0..n-1."""
+    default = frame.index.equals(pd.RangeIndex(len(frame)))
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    if default:
+        return Rows(table)
+    return Rows(table, frame.index.tolist(), label_names=[None if n is None else str(n) for n in frame.index.names])
+
+
+def rows_from_parquet(data: bytes, alone_from: int = 0) -> Rows:
+    """The rows of a Parquet body. One of `alone_from` rows or more with no index of its own is
+    checked from its footer only: it travels alone, as it came."""
+    schema, n = ParquetCodec.footer(data)
+    check_table(schema.empty_table(), rows=n)
+    if alone_from and n >= alone_from and has_default_index(schema.empty_table()):
+        return Rows(parquet=data, schema=schema, num_rows=n)
+    table = check_table(ParquetCodec.decode_table(data))
+    meta = table.schema.pandas_metadata or {}
+    index = meta.get("index_columns") or []
+    if has_default_index(table):
+        return Rows(table.replace_schema_metadata(None), parquet=data)
+    if len(index) == 1 and isinstance(index[0], dict):  # a RangeIndex of its own (start, stop, step)
+        r = index[0]
+        labels: list[Any] = list(range(r["start"], r["stop"], r["step"]))
+        return Rows(table.replace_schema_metadata(None), labels, label_names=[r.get("name")])
+    names = [c for c in index if isinstance(c, str)]
+    columns = [table.column(c).to_pylist() for c in names]
+    labels = columns[0] if len(columns) == 1 else list(zip(*columns))
+    described = {c.get("field_name"): c.get("name") for c in meta.get("columns", []) if isinstance(c, dict)}
+    label_names = [described.get(c) for c in names]
+    return Rows(table.drop_columns(names).replace_schema_metadata(None), labels, label_names=label_names)
+
+
+def labelled(table: pa.Table, labels: list[Any], names: list[str | None] | None) -> pd.DataFrame:
+    """An answer's rows as a frame indexed by the request's labels."""
+    frame = table.to_pandas()
+    if labels and isinstance(labels[0], tuple):
+        frame.index = pd.MultiIndex.from_tuples(labels, names=names)
+    else:
+        frame.index = pd.Index(labels, name=(names or [None])[0])
+    return frame
 
 
 def _check_pandas_metadata(table: pa.Table) -> None:
@@ -328,17 +343,6 @@ def _pandas_metadata_problem(meta: Any, names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _declared_columns(value: Any, orient: str) -> list[str]:
-    """Column names a `split` or `table` frame spells out (other orients key columns by name)."""
-    if orient == "split" and isinstance(value, dict) and isinstance(value.get("columns"), list):
-        return [str(c) for c in value["columns"]]
-    if orient == "table" and isinstance(value, dict) and isinstance(value.get("schema"), dict):
-        fields = value["schema"].get("fields")
-        if isinstance(fields, list):
-            return [str(f.get("name")) for f in fields if isinstance(f, dict)]
-    return []
-
-
 def _infinite(frame: pd.DataFrame, what: str) -> None:
     """Training data with ±inf: no estimator can learn from it; say which columns."""
     numeric = frame.select_dtypes(include="number")
@@ -350,30 +354,6 @@ def _infinite(frame: pd.DataFrame, what: str) -> None:
         raise DecodeError(
             f"{what}: infinite values in columns {bad[:20]}", fields={what: [f"infinite values in column {c!r}" for c in bad[:20]]}
         )
-
-
-_SPLIT_KEYS = frozenset({"columns", "index", "data"})
-
-
-def _plain_split(data: Any) -> pd.DataFrame | None:
-    """A parsed `split` frame of plain numbers built directly, ~20× faster than `read_json`,
-    when the result is certainly the same: integer index, column names that start with a
-    letter or `_` (so `read_json` would not turn them into numbers or dates), and rows of
-    numbers. None for anything else, which then takes `read_json`."""
-    if not isinstance(data, dict) or data.keys() != _SPLIT_KEYS:
-        return None
-    columns, index, rows = data["columns"], data["index"], data["data"]
-    if not (isinstance(columns, list) and isinstance(index, list) and isinstance(rows, list)) or len(index) != len(rows):
-        return None
-    if not all(isinstance(c, str) and (c[:1].isalpha() or c[:1] == "_") for c in columns):
-        return None
-    if not all(type(i) is int for i in index):
-        return None
-    width = len(columns)
-    for row in rows:
-        if not isinstance(row, list) or len(row) != width or not all(type(v) in (int, float) for v in row):
-            return None
-    return pd.DataFrame(rows, index=pd.Index(index, dtype="int64"), columns=columns)
 
 
 def encode_training(x: pd.DataFrame, y: pd.DataFrame | None) -> bytes:

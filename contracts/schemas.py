@@ -9,13 +9,14 @@ messages carry the frame in the body and the other fields in headers
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
 from . import families
-from .errors import DecodeError
-from .frames import ORIENTS, JsonCodec
+from .errors import DecodeError, MLServerError, from_wire
+from .pandas_json import ORIENTS, JsonCodec
 from .status import Backend, JobKind, Status
 from .topology import Header
 
@@ -119,11 +120,9 @@ class PredictParams(KeyParams):
 
 
 class PredictRequest(PredictParams):
-    x = Frame(required=True)
+    """A JSON predict body; x stays pandas JSON here (`pandas_json.read_rows` reads it without pandas)."""
 
-    @post_load
-    def frames(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        return _decode_frames(data, ("x",))
+    x = Frame(required=True)
 
 
 class ModelsQuery(_Strict):
@@ -144,63 +143,6 @@ class EventsQuery(_Strict):
     """`GET /models/{model_key}/events`: the version whose end closes the stream (default: the latest)."""
 
     version = fields.Integer(load_default=None, allow_none=True, validate=POSITIVE_ID)
-
-
-class VersionResponse(Schema):
-    version = fields.Integer()
-    kind = fields.Enum(JobKind, by_value=True)
-    status = fields.Enum(Status, by_value=True)
-    base_version = fields.Integer(allow_none=True)
-    params = fields.Dict()
-    rows = fields.Integer(allow_none=True)
-    error = fields.String(allow_none=True)
-    worker = fields.String(allow_none=True)
-    attempts = fields.Integer()
-    created_at = fields.DateTime()
-    started_at = fields.DateTime(allow_none=True)
-    finished_at = fields.DateTime(allow_none=True)
-    backend = fields.String(allow_none=True)
-    size = fields.Integer(allow_none=True)
-    digest = fields.String(allow_none=True)
-    metadata = fields.Dict(allow_none=True)
-
-
-class ModelResponse(Schema):
-    model_key = fields.String()
-    family = fields.String()
-    name = fields.String(allow_none=True)
-    created_at = fields.DateTime()
-    latest = fields.Nested(VersionResponse, allow_none=True)
-
-
-class TrainResponse(Schema):
-    model_key = fields.String()
-    status = fields.Enum(Status, by_value=True)
-    version = fields.Integer()
-
-
-class StatusResponse(TrainResponse):
-    family = fields.String()
-    name = fields.String(allow_none=True)
-    kind = fields.Enum(JobKind, by_value=True)
-    base_version = fields.Integer(allow_none=True)
-    error = fields.String(allow_none=True)
-    rows = fields.Integer(allow_none=True)
-    attempts = fields.Integer()
-    worker = fields.String(allow_none=True)
-    created_at = fields.DateTime()
-    started_at = fields.DateTime(allow_none=True)
-    finished_at = fields.DateTime(allow_none=True)
-
-
-class PredictResponse(Schema):
-    data = fields.String(required=True)
-    orient = fields.String(required=True)
-
-
-class DeleteResponse(Schema):
-    model_key = fields.String()
-    deleted = fields.Integer()
 
 
 # ---- AMQP messages: the non-frame fields travel as headers ----------------
@@ -239,6 +181,20 @@ class ReplyHeaders(_Headers):
     code = fields.String(load_default=None, allow_none=True, data_key=Header.ERROR_CODE)
     message = fields.String(load_default=None, allow_none=True, data_key=Header.ERROR_MESSAGE)
     fields_ = JsonDict(load_default=None, allow_none=True, data_key=Header.ERROR_FIELDS, attribute="fields")
+
+
+_REPLY = ReplyHeaders()
+
+
+def read_reply(headers: Mapping[str, Any], body: bytes) -> bytes:
+    """A predict reply's Parquet answer; the error the consumer replied with, raised as its own class."""
+    try:
+        reply = _REPLY.load(dict(headers))
+    except ValidationError as e:
+        raise MLServerError(f"the consumer's reply has malformed headers: {e.messages}") from e
+    if reply["status"] != 200:
+        raise from_wire(reply["code"] or "internal_error", reply["message"] or "consumer error", reply["fields"])
+    return body
 
 
 class StatusEvent(_Headers):

@@ -17,6 +17,25 @@ class Status(StrEnum):
     def finished(self) -> bool:
         return self in (Status.DONE, Status.FAILED)
 
+    @property
+    def seed(self) -> SeedStatus:
+        """The name the seed's API gives this status."""
+        return SeedStatus(self.value.capitalize())
+
+
+class SeedStatus(StrEnum):
+    """Status names of the seed's API (`/{family}`), as its client's `ModelStatus` enum spells them.
+
+    ml-server answers `Queued`, `Running`, `Done` and `Failed`; the seed's client also knows
+    `Cancelled` and `Unknown`, which no ml-server version reaches."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    DONE = "Done"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    UNKNOWN = "Unknown"
+
 
 class JobKind(StrEnum):
     """What a training session does: a full `fit` or a `partial_fit` update."""

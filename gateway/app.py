@@ -13,16 +13,18 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from contracts import frames
-from contracts.errors import InvalidInput, MLServerError, NotFound, PayloadTooLarge, Unavailable
-from contracts.schemas import ModelResponse, ModelsQuery, VersionResponse, VersionsQuery
+from contracts.errors import MLServerError, NotFound, PayloadTooLarge, Unavailable
+from contracts.responses import HealthResponse, ReadyResponse
 from contracts.settings import Settings
 from contracts.store import make_engine
 
 from . import auth, events, metrics, openapi
-from .records import Records
-from .routes import json_response, routes
-from .rpc import Broker
 from .batching import Coalescer
+from .records import Records
+from .resources import resources
+from .routes import routes
+from .rpc import Broker
+from .service import respond
 from .state import BROKER, COALESCER, RECORDS, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ ops = web.RouteTableDef()
 @ops.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     """The process is up."""
-    return json_response({"status": "ok"})
+    return respond(HealthResponse().dump({"status": "ok"}))
 
 
 @ops.get("/readyz")
@@ -59,7 +61,7 @@ async def readyz(request: web.Request) -> web.Response:
     body: dict[str, object] = {"status": "ok" if ok else "unavailable", **checks}
     if expected:
         body["families"] = families
-    return json_response(body, status=200 if ok else 503)
+    return respond(ReadyResponse().dump(body), status=200 if ok else 503)
 
 
 @ops.get("/metrics")
@@ -67,75 +69,6 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
     """Prometheus exposition: request counts and latencies, predict batch sizes, queue depths."""
     body = await metrics.scrape(request.app.get(BROKER), request.app[RECORDS].families)
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
-
-
-@ops.get("/families")
-async def families(request: web.Request) -> web.Response:
-    """The families consumers have registered, with their parameters and whether they support update."""
-    infos = await request.app[RECORDS].families(refresh=True)
-    return json_response({"families": [f.as_dict() for f in infos.values()]})
-
-
-def _version(session: Any, artifact: Any = None) -> dict[str, Any]:
-    """A version as VersionResponse takes it."""
-    return {
-            "version": session.version,
-            "kind": session.kind,
-            "status": session.status,
-            "base_version": session.base_version,
-            "params": session.params,
-            "rows": session.rows,
-            "error": session.error,
-            "worker": session.worker,
-            "attempts": session.attempts,
-            "created_at": session.created_at,
-            "started_at": session.started_at,
-            "finished_at": session.finished_at,
-            "backend": artifact.backend if artifact is not None else None,
-            "size": artifact.size if artifact is not None else None,
-            "digest": artifact.digest if artifact is not None else None,
-            "metadata": artifact.meta if artifact is not None else None,
-        }
-
-
-@ops.get("/models")
-async def list_models(request: web.Request) -> web.Response:
-    """Models with their latest version; filters `family`, `name`, `status`; `limit`/`offset` pages."""
-    q = _query(ModelsQuery(), request)
-    total, rows = await request.app[RECORDS].list_models(q["family"], q["name"], q["status"], q["limit"], q["offset"])
-    models = [
-        ModelResponse().dump(
-            {"model_key": m.model_key, "family": m.family, "name": m.name, "created_at": m.created_at, "latest": _version(t)}
-        )
-        for m, t in rows
-    ]
-    return json_response({"models": models, "total": total, "limit": q["limit"], "offset": q["offset"]})
-
-
-@ops.get("/models/{model_key}/versions")
-async def list_versions(request: web.Request) -> web.Response:
-    """Every version of one model with its metadata (features, dtypes, score, package versions, params)."""
-    q = _query(VersionsQuery(), request)
-    model, total, rows = await request.app[RECORDS].versions(request.match_info["model_key"], q["status"], q["limit"], q["offset"])
-    return json_response(
-        {
-            "model_key": model.model_key,
-            "family": model.family,
-            "name": model.name,
-            "versions": VersionResponse(many=True).dump([_version(t, a) for t, a in rows]),
-            "total": total,
-            "limit": q["limit"],
-            "offset": q["offset"],
-        }
-    )
-
-
-def _query(schema: Any, request: web.Request) -> dict[str, Any]:
-    try:
-        return schema.load(dict(request.query))
-    except ValidationError as e:
-        messages = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
-        raise InvalidInput(f"invalid query parameters: {messages}", fields=messages) from e
 
 
 def error_response(error: MLServerError) -> web.Response:
@@ -182,6 +115,7 @@ def make_app(settings: Settings) -> web.Application:
     frames.set_max_columns(settings.max_columns)
     app.add_routes(ops)
     app.add_routes(openapi.routes)
+    app.add_routes(resources)  # before `/{family}`: `/models` and `/families` are not families
     app.add_routes(routes)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_broker)

@@ -23,6 +23,16 @@ from contracts.settings import Settings
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
 OPEN_PREFIXES = ("/docs/",)
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+# POSTs that change things (the others, predicts, only read).
+WRITE_POSTS = frozenset({"/families/{family}/models", "/models/{model_key}/update"})
+
+
+def writes(request: web.Request) -> bool:
+    """Whether the request needs the write scope: fit, update, delete and every other change."""
+    if request.method in WRITE_METHODS:
+        return True
+    resource = request.match_info.route.resource
+    return request.method == "POST" and resource is not None and resource.canonical in WRITE_POSTS
 
 
 def digest(token: str) -> str:
@@ -61,8 +71,8 @@ def middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse
         scope = scope_of(settings, token.strip())
         if scope is None:
             raise Unauthorized("the bearer token is not valid")
-        if request.method in WRITE_METHODS and scope != "write":
-            raise Forbidden(f"a {scope} token may not {request.method} (fit, update and delete need a write token)")
+        if scope != "write" and writes(request):
+            raise Forbidden(f"a {scope} token may not {request.method} {request.path} (fit, update and delete need a write token)")
         return await handler(request)
 
     return auth

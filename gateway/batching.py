@@ -3,12 +3,16 @@
 One AMQP round trip per request caps a broker-based server near the broker's
 echo rate; batching *before* the broker lifts that cap. Requests are grouped
 by (family, model key, version, kwargs, column schema), so their rows can be
-concatenated and the answer split again by position.
+concatenated and the answer split again by position. Rows carry no index of
+their own here (`Rows` keeps a request's labels aside, in the gateway), so
+every request, JSON or Parquet, with labels or without, can share a message.
 
 A group sends at once while fewer than `inflight` of its messages are out,
 so a lone request never waits. Otherwise requests queue behind the messages
 in flight and leave together when one of them comes back, when the queued
-rows reach `max_rows`, or when the oldest has waited `max_wait` seconds.
+rows reach `max_rows`, or when the oldest has waited `max_wait` seconds. A
+request of `max_rows` rows or more always has a message to itself, and
+travels as the Parquet it came as when it came as Parquet.
 
 One message answers for all its requests. If it fails with an error about
 the input (422), the requests are sent again one by one, so that each caller
@@ -27,9 +31,9 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from contracts.errors import DeadlineExceeded, InvalidInput, MLServerError, from_wire
-from contracts.frames import ParquetCodec
-from contracts.schemas import PredictHeaders, ReplyHeaders
+from contracts.errors import DeadlineExceeded, InvalidInput, MLServerError
+from contracts.frames import ParquetCodec, Rows
+from contracts.schemas import PredictHeaders, read_reply
 
 from . import metrics
 
@@ -39,13 +43,12 @@ log = logging.getLogger(__name__)
 Call = Callable[[str, bytes, dict[str, Any], float], Awaitable[tuple[dict[str, Any], bytes]]]
 
 _PREDICT_HEADERS = PredictHeaders()
-_REPLY_HEADERS = ReplyHeaders()
 
 
 @dataclass
 class Answer:
-    """The answer's rows for one request, as a table, as the consumer's Parquet (when the
-    request had the message to itself: passed on without re-encoding), or both."""
+    """The answer's rows for one request: a table, the consumer's Parquet as it came (when the
+    request had the message to itself, passed on without re-encoding), or both."""
 
     _table: pa.Table | None = None
     body: bytes | None = None
@@ -63,10 +66,9 @@ class Answer:
 
 @dataclass
 class _Waiter:
-    table: pa.Table
+    rows: Rows
     deadline: float
     future: asyncio.Future[Answer]
-    body: bytes | None = None  # the request's Parquet as received, when the table is exactly that
 
 
 @dataclass
@@ -82,33 +84,26 @@ class _Group:
 class Coalescer:
     def __init__(self, call: Call, max_rows: int, max_wait: float, inflight: int) -> None:
         self._call = call
-        self.max_rows = max_rows
+        self.max_rows = max(1, max_rows)
         self.max_wait = max_wait
         self.inflight = max(1, inflight)
         self._groups: dict[tuple[Any, ...], _Group] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def predict(
-        self,
-        family: str,
-        model_key: str,
-        version: int | None,
-        kwargs: dict[str, Any],
-        table: pa.Table,
-        timeout: float,
-        body: bytes | None = None,
+        self, family: str, model_key: str, version: int | None, kwargs: dict[str, Any], rows: Rows, timeout: float
     ) -> Answer:
-        """The answer's rows for `table`'s rows, in order. `body`: `table` as Parquet, if at hand."""
+        """The answer's rows for `rows`, in order, within `timeout` seconds."""
         kwargs_key = orjson.dumps(kwargs, option=orjson.OPT_SORT_KEYS) if kwargs else b""
-        key = (family, model_key, version, kwargs_key, table.schema)
+        key = (family, model_key, version, kwargs_key, rows.schema)
         group = self._groups.get(key)
         if group is None:
             headers = _PREDICT_HEADERS.dump({"model_key": model_key, "version": version, "kwargs": kwargs})
             group = self._groups[key] = _Group(family, {k: v for k, v in headers.items() if v is not None})
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(table, loop.time() + timeout, loop.create_future(), body)
+        waiter = _Waiter(rows, loop.time() + timeout, loop.create_future())
         group.queued.append(waiter)
-        group.rows += table.num_rows
+        group.rows += rows.num_rows
         if group.inflight < self.inflight or group.rows >= self.max_rows:
             self._send(key, group)
         elif group.timer is None:
@@ -136,13 +131,13 @@ class Coalescer:
         now = loop.time()
         batch: list[_Waiter] = []
         rows = 0
-        while group.queued and (not batch or rows + group.queued[0].table.num_rows <= self.max_rows):
+        while group.queued and (not batch or rows + group.queued[0].rows.num_rows <= self.max_rows):
             waiter = group.queued.pop(0)
             if waiter.future.done() or waiter.deadline <= now:
                 continue  # its caller has given up already
             batch.append(waiter)
-            rows += waiter.table.num_rows
-        group.rows = sum(w.table.num_rows for w in group.queued)
+            rows += waiter.rows.num_rows
+        group.rows = sum(w.rows.num_rows for w in group.queued)
         if group.queued and group.timer is None:
             group.timer = loop.call_later(self.max_wait, self._send, key, group)
         if not batch:
@@ -158,7 +153,7 @@ class Coalescer:
         try:
             metrics.observe_predict_batch(len(batch), rows)
             try:
-                answer, raw = await self._exchange(group, batch, min(w.deadline for w in batch))
+                answer = await self._exchange(group, batch, min(w.deadline for w in batch))
             except InvalidInput:
                 if len(batch) == 1:
                     raise
@@ -167,13 +162,13 @@ class Coalescer:
                 return
             if len(batch) == 1:
                 if not batch[0].future.done():
-                    batch[0].future.set_result(Answer(answer, raw))
+                    batch[0].future.set_result(answer)
                 return
             offset = 0
             for w in batch:
-                n = w.table.num_rows
+                n = w.rows.num_rows
                 if not w.future.done():
-                    w.future.set_result(Answer(answer.slice(offset, n)))
+                    w.future.set_result(Answer(answer.table.slice(offset, n)))
                 offset += n
         except Exception as e:  # noqa: BLE001 - handed to every caller of the batch
             for w in batch:
@@ -188,27 +183,26 @@ class Coalescer:
 
     async def _alone(self, group: _Group, waiter: _Waiter) -> None:
         try:
-            answer, raw = await self._exchange(group, [waiter], waiter.deadline)
+            answer = await self._exchange(group, [waiter], waiter.deadline)
         except Exception as e:  # noqa: BLE001 - handed to the caller
             if not waiter.future.done():
                 waiter.future.set_exception(e)
             return
         if not waiter.future.done():
-            waiter.future.set_result(Answer(answer, raw))
+            waiter.future.set_result(answer)
 
-    async def _exchange(self, group: _Group, batch: list[_Waiter], deadline: float) -> tuple[pa.Table, bytes]:
+    async def _exchange(self, group: _Group, batch: list[_Waiter], deadline: float) -> Answer:
         if len(batch) == 1:
-            table = batch[0].table
-            body = batch[0].body or ParquetCodec.encode_table(table)
+            rows = batch[0].rows
+            body = rows.parquet if rows.parquet is not None else ParquetCodec.encode_table(rows.table)
+            expected = rows.num_rows
         else:
-            table = pa.concat_tables([w.table for w in batch])
-            body = ParquetCodec.encode_table(table)
+            table = pa.concat_tables([w.rows.table for w in batch])
+            body, expected = ParquetCodec.encode_table(table), table.num_rows
         timeout = max(0.001, deadline - asyncio.get_running_loop().time())
         reply_headers, reply_body = await self._call(group.family, body, group.headers, timeout)
-        reply = _REPLY_HEADERS.load(reply_headers)
-        if reply["status"] != 200:
-            raise from_wire(reply["code"] or "internal_error", reply["message"] or "consumer error", reply["fields"])
-        answer = ParquetCodec.decode_table(reply_body)
-        if answer.num_rows != table.num_rows:
-            raise MLServerError(f"the consumer answered {answer.num_rows} rows for {table.num_rows}")
-        return answer, reply_body
+        answer = Answer(body=read_reply(reply_headers, reply_body))
+        got = ParquetCodec.footer(answer.parquet())[1]
+        if got != expected:
+            raise MLServerError(f"the consumer answered {got} rows for {expected}")
+        return answer

@@ -26,7 +26,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,7 +41,7 @@ from contracts.schemas import MODEL_KEY, EventsQuery, StatusEvent
 from contracts.status import Status
 from contracts.topology import EventKind, Topology
 
-from .routes import status_body
+from .service import status_body
 from .state import BROKER, RECORDS
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,11 @@ Event = dict[str, Any]
 class EventHub:
     """One queue of every status event, fanned out to the streams that watch each model."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_deleted: Callable[[str], None] = lambda key: None) -> None:
+        """`on_deleted(model_key)`: called for each model deleted (by any gateway)."""
         self._watchers: defaultdict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
         self.closed = False
+        self.on_deleted = on_deleted
 
     async def start(self, connection: AbstractRobustConnection, topology: Topology, instance: str) -> None:
         self.channel = await connection.channel()
@@ -104,6 +106,8 @@ class EventHub:
             event = StatusEvent().load(dict(message.headers or {}))
         except ValidationError:
             return
+        if event["event"] == DELETED:
+            self.on_deleted(event["model_key"])
         for inbox in self._watchers.get(event["model_key"], ()):
             inbox.put_nowait(event)
 
@@ -207,7 +211,7 @@ async def _finish(stream: _Stream) -> web.StreamResponse:
 async def _hub(app: web.Application) -> AsyncIterator[None]:
     broker = app[BROKER]
     assert broker.connection is not None
-    hub = EventHub()
+    hub = EventHub(on_deleted=app[RECORDS].forget)
     await hub.start(broker.connection, broker.topology, broker.instance)
     app[EVENTS] = hub
     yield

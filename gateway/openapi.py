@@ -19,92 +19,26 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
+from contracts import responses
 from contracts.frames import PARQUET
 from contracts.schemas import (
     FAMILY_NAME,
     MODEL_KEY,
-    DeleteResponse,
     EventsQuery,
     FitParams,
     FitRequest,
     Frame,
     JsonDict,
     KeyParams,
-    ModelResponse,
     ModelsQuery,
     PredictParams,
     PredictRequest,
-    StatusResponse,
-    TrainResponse,
     UpdateParams,
     UpdateRequest,
-    VersionResponse,
     VersionsQuery,
 )
 
 routes = web.RouteTableDef()
-
-# ---- documentation-only schemas: bodies the handlers build without a contracts schema ----
-
-
-class ErrorDetail(Schema):
-    code = fields.String(required=True, metadata={"description": "machine-readable error code, e.g. `invalid_input`"})
-    message = fields.String(required=True, metadata={"description": "what was wrong, naming the field"})
-    fields_ = fields.Dict(
-        data_key="fields", metadata={"description": "the offending fields and what was wrong with each"}
-    )
-
-
-class ErrorResponse(Schema):
-    error = fields.Nested(ErrorDetail, required=True)
-
-
-class HealthResponse(Schema):
-    status = fields.String(required=True)
-
-
-class ReadyResponse(Schema):
-    status = fields.String(required=True, metadata={"description": "`ok` or `unavailable`"})
-    broker = fields.String(required=True)
-    store = fields.String(required=True)
-
-
-class FamilyInfo(Schema):
-    name = fields.String(required=True)
-    supervised = fields.Boolean(required=True)
-    supports_update = fields.Boolean(required=True)
-    params = fields.List(fields.String(), required=True)
-    methods = fields.List(fields.String(), required=True)
-
-
-class FamiliesResponse(Schema):
-    families = fields.List(fields.Nested(FamilyInfo), required=True)
-
-
-class ModelsResponse(Schema):
-    models = fields.List(fields.Nested(ModelResponse), required=True)
-    total = fields.Integer(required=True)
-    limit = fields.Integer(required=True)
-    offset = fields.Integer(required=True)
-
-
-class VersionsResponse(Schema):
-    model_key = fields.String(required=True)
-    family = fields.String(required=True)
-    name = fields.String(allow_none=True)
-    versions = fields.List(fields.Nested(VersionResponse), required=True)
-    total = fields.Integer(required=True)
-    limit = fields.Integer(required=True)
-    offset = fields.Integer(required=True)
-
-
-class PredictJsonResponse(Schema):
-    data = fields.Raw(
-        required=True,
-        metadata={"description": "the prediction as pandas JSON text in `orient`, or a JSON array with `as_array`"},
-    )
-    orient = fields.String(required=True)
-
 
 # ---- custom fields -----------------------------------------------------------------
 
@@ -184,8 +118,21 @@ def _training_body(json_schema: str) -> dict[str, Any]:
     }
 
 
+def _parquet() -> dict[str, Any]:
+    return {"schema": {"type": "string", "format": "binary"}}
+
+
+def _key_path() -> dict[str, Any]:
+    return {"name": "model_key", "in": "path", "required": True, "schema": {"type": "string", "pattern": MODEL_KEY.regex.pattern}}
+
+
+def _response_schemas() -> list[tuple[str, type[Schema]]]:
+    """Every schema of `contracts.responses`, under its class name."""
+    return [(name, cls) for name, cls in vars(responses).items() if isinstance(cls, type) and issubclass(cls, Schema) and cls is not Schema]
+
+
 def build() -> dict[str, Any]:
-    """The OpenAPI 3.0 document of every route the gateway serves."""
+    """The OpenAPI 3.0 document of every route the gateway serves: the seed's `/{family}` and ml-server's own."""
     try:
         release = version("ml-server")
     except PackageNotFoundError:  # running from a source tree that was never installed
@@ -198,8 +145,15 @@ def build() -> dict[str, Any]:
         plugins=[plugin],
         info={
             "description": "Train and serve scikit-learn models: send a DataFrame (pandas JSON or Parquet), "
-            "get a model_key, predict. Errors are always `{error: {code, message, fields?}}`."
+            "get a model_key, predict. Two contracts: the seed's `/{family}` verbs (tag `seed`), answered "
+            "exactly as the original project answered them, and ml-server's own resources under `/models` "
+            "and `/families` (tag `ml-server`). Errors are always `{error: {code, message, fields?}}`."
         },
+        tags=[
+            {"name": "seed", "description": "the original project's API: its client works unchanged"},
+            {"name": "ml-server", "description": "models, versions and families as resources, with everything there is to know"},
+            {"name": "operations", "description": "health, readiness, metrics, this document"},
+        ],
     )
     plugin.converter.add_attribute_function(_custom_fields)  # type: ignore[union-attr]
     spec.components.security_scheme(
@@ -211,17 +165,7 @@ def build() -> dict[str, Any]:
         ("UpdateRequest", UpdateRequest),
         ("PredictRequest", PredictRequest),
         ("KeyRequest", KeyParams),
-        ("TrainResponse", TrainResponse),
-        ("StatusResponse", StatusResponse),
-        ("PredictResponse", PredictJsonResponse),
-        ("DeleteResponse", DeleteResponse),
-        ("VersionResponse", VersionResponse),
-        ("ModelsResponse", ModelsResponse),
-        ("VersionsResponse", VersionsResponse),
-        ("FamiliesResponse", FamiliesResponse),
-        ("ErrorResponse", ErrorResponse),
-        ("HealthResponse", HealthResponse),
-        ("ReadyResponse", ReadyResponse),
+        *_response_schemas(),
     ):
         spec.components.schema(name, schema=schema)
     error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
@@ -231,75 +175,65 @@ def build() -> dict[str, Any]:
     def ref(name: str) -> dict[str, Any]:
         return {"$ref": f"#/components/schemas/{name}"}
 
-    key_query = {
-        "name": "model_key",
-        "in": "query",
-        "required": True,
-        "schema": {"type": "string", "pattern": MODEL_KEY.regex.pattern},
+    def ok(description: str, schema: str, status: str = "200") -> dict[str, Any]:
+        return {status: {"description": description, "content": _json(ref(schema))}}
+
+    predict_answer = {
+        "200": {
+            "description": "the prediction, one row per row of x, labelled like x: `{data, orient}`, or Parquet "
+            "when `Accept` names application/vnd.apache.parquet",
+            "content": {**_json(ref("PredictResponse")), PARQUET: _parquet()},
+        }
     }
+    predict_body = {"required": True, "content": {"application/json": {"schema": ref("PredictRequest")}, PARQUET: _parquet()}}
+    key_query = {"name": "model_key", "in": "query", "required": True, "schema": {"type": "string", "pattern": MODEL_KEY.regex.pattern}}
+    seed = ["seed"]
+    own = ["ml-server"]
+
     spec.path(
         "/{family}",
         parameters=[_family_param()],
         operations={
             "put": {
-                "operationId": "fit",
-                "summary": "fit: train a new version of a model",
-                "description": "JSON body in the seed's format, or a Parquet body with the other fields in the query string.",
+                "tags": seed,
+                "operationId": "seed_fit",
+                "summary": "fit: train a model (a new version with `retrain`)",
+                "description": "JSON body in the seed's format, or a Parquet body with the other fields in the query string. "
+                "Always `200 {status, model_key}`: the version just queued (`Queued`), or the model as it is when it "
+                "exists and no retrain was asked for.",
                 "parameters": _query_parameters(plugin, FitParams, only_parquet=True),
                 "requestBody": _training_body("FitRequest"),
-                "responses": {
-                    "200": {"description": "the model exists and no retrain: its latest version", "content": _json(ref("TrainResponse"))},
-                    "202": {"description": "queued", "content": _json(ref("TrainResponse"))},
-                    **_errors(*_DATA_ERRORS),
-                },
+                "responses": {**ok("`{status, model_key}`, the seed's status names", "SeedTrainResponse"), **_errors(*_DATA_ERRORS)},
             },
             "post": {
-                "operationId": "predict",
+                "tags": seed,
+                "operationId": "seed_predict",
                 "summary": "predict (or another method through kwargs.method)",
-                "description": "Answers Parquet when `Accept` names application/vnd.apache.parquet.",
                 "parameters": _query_parameters(plugin, PredictParams, only_parquet=True),
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": ref("PredictRequest")},
-                        PARQUET: {"schema": {"type": "string", "format": "binary"}},
-                    },
-                },
-                "responses": {
-                    "200": {
-                        "description": "the prediction, indexed like x",
-                        "content": {**_json(ref("PredictResponse")), PARQUET: {"schema": {"type": "string", "format": "binary"}}},
-                    },
-                    **_errors(*_DATA_ERRORS, "409", "504"),
-                },
+                "requestBody": predict_body,
+                "responses": {**predict_answer, **_errors(*_DATA_ERRORS, "409", "504")},
             },
             "patch": {
-                "operationId": "update",
+                "tags": seed,
+                "operationId": "seed_update",
                 "summary": "update (partial_fit) the latest version, making a new one",
                 "parameters": _query_parameters(plugin, UpdateParams, only_parquet=True),
                 "requestBody": _training_body("UpdateRequest"),
-                "responses": {
-                    "202": {"description": "queued", "content": _json(ref("TrainResponse"))},
-                    **_errors(*_DATA_ERRORS, "409"),
-                },
+                "responses": {**ok("`{status, model_key}` of the queued version", "SeedTrainResponse"), **_errors(*_DATA_ERRORS, "409")},
             },
             "get": {
-                "operationId": "status",
-                "summary": "status of the model's latest version",
+                "tags": seed,
+                "operationId": "seed_status",
+                "summary": "status of the model's latest training session",
                 "parameters": [key_query],
-                "responses": {
-                    "200": {"description": "the latest version's status", "content": _json(ref("StatusResponse"))},
-                    **_errors("401", "404", "422", "503"),
-                },
+                "responses": {**ok("`{status}`, the seed's status names", "SeedStatusResponse"), **_errors("401", "404", "422", "503")},
             },
             "delete": {
-                "operationId": "delete",
+                "tags": seed,
+                "operationId": "seed_delete",
                 "summary": "delete the model and all its versions",
                 "parameters": [key_query],
-                "responses": {
-                    "200": {"description": "deleted", "content": _json(ref("DeleteResponse"))},
-                    **_errors("401", "403", "404", "422", "503"),
-                },
+                "responses": {**ok("deleted: `{}`", "SeedDeleteResponse"), **_errors("401", "403", "404", "422", "503")},
             },
         },
     )
@@ -307,9 +241,29 @@ def build() -> dict[str, Any]:
         "/families",
         operations={
             "get": {
+                "tags": own,
                 "operationId": "families",
                 "summary": "the families consumers serve, their parameters and methods",
-                "responses": {"200": {"description": "families", "content": _json(ref("FamiliesResponse"))}, **_errors("401", "503")},
+                "responses": {**ok("families", "FamiliesResponse"), **_errors("401", "503")},
+            }
+        },
+    )
+    spec.path(
+        "/families/{family}/models",
+        parameters=[_family_param()],
+        operations={
+            "post": {
+                "tags": own,
+                "operationId": "fit",
+                "summary": "fit: train a model of this family (a new version with `retrain`)",
+                "description": "JSON body in the seed's format, or a Parquet body with the other fields in the query string.",
+                "parameters": _query_parameters(plugin, FitParams, only_parquet=True),
+                "requestBody": _training_body("FitRequest"),
+                "responses": {
+                    **ok("queued: the new version", "TrainResponse", "202"),
+                    **ok("the model exists and no retrain: its latest version", "TrainResponse"),
+                    **_errors(*_DATA_ERRORS),
+                },
             }
         },
     )
@@ -317,39 +271,98 @@ def build() -> dict[str, Any]:
         "/models",
         operations={
             "get": {
+                "tags": own,
                 "operationId": "models",
                 "summary": "models with their latest version, newest first",
                 "parameters": _query_parameters(plugin, ModelsQuery),
-                "responses": {"200": {"description": "a page of models", "content": _json(ref("ModelsResponse"))}, **_errors("401", "422", "503")},
+                "responses": {**ok("a page of models", "ModelsResponse"), **_errors("401", "422", "503")},
+            }
+        },
+    )
+    spec.path(
+        "/models/{model_key}",
+        parameters=[_key_path()],
+        operations={
+            "get": {
+                "tags": own,
+                "operationId": "model",
+                "summary": "a model and its latest version",
+                "responses": {**ok("the model", "ModelResponse"), **_errors("401", "404", "422", "503")},
+            },
+            "delete": {
+                "tags": own,
+                "operationId": "delete",
+                "summary": "delete the model and all its versions",
+                "responses": {**ok("deleted", "DeleteResponse"), **_errors("401", "403", "404", "422", "503")},
+            },
+        },
+    )
+    predict_params = [p for p in _query_parameters(plugin, PredictParams, only_parquet=True) if p["name"] != "model_key"]
+    spec.path(
+        "/models/{model_key}/predict",
+        parameters=[_key_path()],
+        operations={
+            "post": {
+                "tags": own,
+                "operationId": "predict",
+                "summary": "predict with the latest done version (or `version`); another method through kwargs.method",
+                "parameters": predict_params,
+                "requestBody": predict_body,
+                "responses": {**predict_answer, **_errors(*_DATA_ERRORS, "409", "504")},
+            }
+        },
+    )
+    spec.path(
+        "/models/{model_key}/update",
+        parameters=[_key_path()],
+        operations={
+            "post": {
+                "tags": own,
+                "operationId": "update",
+                "summary": "update (partial_fit) the latest done version, making a new one",
+                "parameters": [p for p in _query_parameters(plugin, UpdateParams, only_parquet=True) if p["name"] != "model_key"],
+                "requestBody": _training_body("UpdateRequest"),
+                "responses": {**ok("queued: the new version", "TrainResponse", "202"), **_errors(*_DATA_ERRORS, "409")},
             }
         },
     )
     spec.path(
         "/models/{model_key}/versions",
-        parameters=[{"name": "model_key", "in": "path", "required": True, "schema": {"type": "string"}}],
+        parameters=[_key_path()],
         operations={
             "get": {
+                "tags": own,
                 "operationId": "versions",
                 "summary": "every version of a model, newest first, with its metadata",
                 "parameters": _query_parameters(plugin, VersionsQuery),
-                "responses": {
-                    "200": {"description": "a page of versions", "content": _json(ref("VersionsResponse"))},
-                    **_errors("401", "404", "422", "503"),
-                },
+                "responses": {**ok("a page of versions", "VersionsResponse"), **_errors("401", "404", "422", "503")},
+            }
+        },
+    )
+    spec.path(
+        "/models/{model_key}/versions/{version}",
+        parameters=[_key_path(), {"name": "version", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}],
+        operations={
+            "get": {
+                "tags": own,
+                "operationId": "version",
+                "summary": "one version of a model, with its metadata",
+                "responses": {**ok("the version", "VersionResponse"), **_errors("401", "404", "422", "503")},
             }
         },
     )
     spec.path(
         "/models/{model_key}/events",
-        parameters=[{"name": "model_key", "in": "path", "required": True, "schema": {"type": "string"}}],
+        parameters=[_key_path()],
         operations={
             "get": {
+                "tags": own,
                 "operationId": "events",
                 "summary": "the model's status events as server-sent events",
                 "parameters": _query_parameters(plugin, EventsQuery),
                 "responses": {
                     "200": {
-                        "description": "an event stream: one `data:` line of JSON per status change",
+                        "description": "an event stream: one `data:` line of JSON (StatusResponse) per status change",
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
                     **_errors("401", "404", "503"),
@@ -362,9 +375,9 @@ def build() -> dict[str, Any]:
         (
             "/readyz",
             "readyz",
-            "broker and store reachable",
+            "broker and store reachable, and a consumer for every family in ML_SERVER_FAMILIES",
             _json(ref("ReadyResponse")),
-            {"503": {"description": "broker or store unreachable (named)", "content": _json(ref("ReadyResponse"))}},
+            {"503": {"description": "not ready: what is missing is named", "content": _json(ref("ReadyResponse"))}},
         ),
         ("/openapi.json", "openapi", "this document", _json({"type": "object"}), {}),
         ("/docs", "docs", "the API documentation page (Swagger UI, served by the gateway)", {"text/html": {"schema": {"type": "string"}}}, {}),
@@ -374,6 +387,7 @@ def build() -> dict[str, Any]:
             path,
             operations={
                 "get": {
+                    "tags": ["operations"],
                     "operationId": op_id,
                     "summary": summary,
                     "security": _OPEN,
@@ -386,6 +400,7 @@ def build() -> dict[str, Any]:
         parameters=[{"name": "asset", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(_ASSETS)}}],
         operations={
             "get": {
+                "tags": ["operations"],
                 "operationId": "docs_asset",
                 "summary": "a script, style sheet or icon of the docs page",
                 "security": _OPEN,
@@ -397,6 +412,7 @@ def build() -> dict[str, Any]:
         "/metrics",
         operations={
             "get": {
+                "tags": ["operations"],
                 "operationId": "metrics",
                 "summary": "Prometheus metrics",
                 "responses": {

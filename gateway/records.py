@@ -19,6 +19,10 @@ from contracts.status import JobKind, Status
 from contracts.store import retry_on_conflict, Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
 
 
+# Model keys whose family is remembered, at most.
+_REMEMBERED = 100_000
+
+
 class Records:
     def __init__(self, engine: AsyncEngine, expected: tuple[str, ...] = (), family_ttl: float = 2.0) -> None:
         """`expected`: the families the deployment serves (ML_SERVER_FAMILIES), known before their consumers register."""
@@ -28,6 +32,7 @@ class Records:
         self._families: dict[str, FamilyInfo] = {}
         self._families_at = 0.0
         self._family_ttl = family_ttl
+        self._family_of: dict[str, str] = {}
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -159,6 +164,35 @@ class Records:
                 raise NotFound(f"model {model_key!r} has no version {version}", fields={"version": ["unknown"]})
             return model, session
 
+    async def version(self, model_key: str, version: int | None) -> tuple[Model, TrainingSession, Any]:
+        """One version of a model (None: the latest) with its artifact's description (None before it is done)."""
+        model, session = await self.version_status(model_key, version)
+        async with self.sessions() as db:
+            artifact = (
+                await db.execute(
+                    select(Artifact.backend, Artifact.size, Artifact.digest, Artifact.meta).where(Artifact.session_id == session.id)
+                )
+            ).first()
+        return model, session, artifact
+
+    async def family_of(self, model_key: str) -> str:
+        """The family of a model, remembered: a model key belongs to one family for good (predicts
+        by model key read no SQL after the first)."""
+        family = self._family_of.get(model_key)
+        if family is None:
+            async with self.sessions() as db:
+                family = (await db.execute(select(Model.family).where(Model.model_key == model_key))).scalar_one_or_none()
+            if family is None:
+                raise NotFound(f"no model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
+            if len(self._family_of) >= _REMEMBERED:
+                self._family_of.clear()
+            self._family_of[model_key] = family
+        return family
+
+    def forget(self, model_key: str) -> None:
+        """The model was deleted (its key may come back, in another family if published directly)."""
+        self._family_of.pop(model_key, None)
+
     async def delete(self, family: str, model_key: str) -> int:
         async with self.sessions.begin() as db:
             model = await self._model(db, family, model_key)
@@ -168,7 +202,8 @@ class Records:
                 )
             ).scalar_one()
             await db.execute(delete(Model).where(Model.id == model.id))
-            return int(n)
+        self.forget(model_key)
+        return int(n)
 
     async def list_models(
         self, family: str | None, name: str | None, status: Status | None, limit: int, offset: int

@@ -23,6 +23,7 @@ from typing import Any
 import aio_pika
 import requests
 
+from client import _wire
 from contracts import amqp
 from contracts.topology import Topology
 
@@ -194,12 +195,24 @@ class Stack:
     # ---- HTTP ----------------------------------------------------------------
 
     def family_url(self, family: str) -> str:
+        """The seed's routes of a family: PUT fit, POST predict, PATCH update, GET status, DELETE."""
         return f"{self.url}/{family}"
 
+    def fit_url(self, family: str) -> str:
+        """ml-server's own fit: 202 with the queued version."""
+        return f"{self.url}/families/{family}/models"
+
+    def model_url(self, model_key: str, *rest: str) -> str:
+        """ml-server's own routes of one model: GET, DELETE, and `predict`, `update`, `versions`, `events` below it."""
+        return "/".join([f"{self.url}/models/{model_key}", *rest])
+
     def status(self, family: str, model_key: str) -> dict[str, Any]:
-        r = requests.get(self.family_url(family), params={"model_key": model_key}, timeout=10)
+        """The model's latest version, flat (status, version, attempts, worker, error, ...)."""
+        r = requests.get(self.model_url(model_key), timeout=10)
         r.raise_for_status()
-        return r.json()
+        state = _wire.state(r.json())
+        assert state["family"] == family, state
+        return state
 
     def wait_finished(self, family: str, model_key: str, timeout: float = 60.0, version: int | None = None) -> dict[str, Any]:
         def finished() -> dict[str, Any] | None:

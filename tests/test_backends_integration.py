@@ -48,12 +48,12 @@ def fit_json(stack: Stack, family: str, x: pd.DataFrame, y: pd.Series | None, **
     body: dict[str, Any] = {"x": x.to_json(orient="split"), "orient": "split", **fields}
     if y is not None:
         body["y"] = y.to_frame().to_json(orient="split")
-    return requests.put(stack.family_url(family), json=body, timeout=30)
+    return requests.post(stack.fit_url(family), json=body, timeout=30)
 
 
 def fit_parquet(stack: Stack, family: str, x: pd.DataFrame, y: pd.Series | None, **params: str) -> requests.Response:
-    return requests.put(
-        stack.family_url(family),
+    return requests.post(
+        stack.fit_url(family),
         params=params,
         data=encode_training(x, y.to_frame() if y is not None else None),
         headers={"Content-Type": PARQUET},
@@ -142,9 +142,9 @@ def test_onnx_fit_in_parquet_regression_and_update_keeps_onnx(stack: Stack) -> N
     x1, y1 = classification(seed=33)
     x2, y2 = classification(seed=34)
     key = done(stack, "sgd", fit_json(stack, "sgd", x1, y1, name=f"{stack.namespace}-onnx-sgd", modkwargs={"random_state": 0}, backend="onnx"))
-    r = requests.patch(
-        stack.family_url("sgd"),
-        json={"model_key": key, "x": x2.to_json(orient="split"), "y": y2.to_frame().to_json(orient="split"), "orient": "split"},
+    r = requests.post(
+        stack.model_url(key, "update"),
+        json={"x": x2.to_json(orient="split"), "y": y2.to_frame().to_json(orient="split"), "orient": "split"},
         timeout=30,
     )
     assert r.status_code == 202 and r.json()["version"] == 2, r.text

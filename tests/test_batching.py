@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 
 from contracts.errors import DeadlineExceeded, InvalidInput, NotFound
-from contracts.frames import PARQUET, ParquetCodec, encode_training
+from contracts.frames import PARQUET, ParquetCodec, Rows, encode_training, rows_from_parquet
 from gateway.batching import Coalescer
 
 from .stack import Stack
@@ -45,8 +45,8 @@ class ScriptedBroker:
         return {"x-status": 200}, ParquetCodec.encode_table(pa.table({"out": a * 2}))
 
 
-def rows(*values: float) -> pa.Table:
-    return pa.table({"a": np.asarray(values, dtype=float)})
+def rows(*values: float, labels: list[Any] | None = None) -> Rows:
+    return Rows(pa.table({"a": np.asarray(values, dtype=float)}), labels)
 
 
 def run(coro: Any) -> Any:
@@ -91,7 +91,7 @@ def test_groups_do_not_mix_models_versions_kwargs_or_schemas() -> None:
             c.predict("f", "m2", None, {}, rows(2), timeout=5),
             c.predict("f", "m", 1, {}, rows(3), timeout=5),
             c.predict("f", "m", None, {"method": "predict_proba"}, rows(4), timeout=5),
-            c.predict("f", "m", None, {}, pa.table({"a": [5.0], "b": [1.0]}), timeout=5),
+            c.predict("f", "m", None, {}, Rows(pa.table({"a": [5.0], "b": [1.0]})), timeout=5),
         ]
         answers = await asyncio.gather(*calls)
         assert [a.table.column("out").to_pylist() for a in answers] == [[2], [4], [6], [8], [10]]
@@ -110,6 +110,31 @@ def test_max_rows_caps_a_message() -> None:
         answers = await asyncio.gather(first, *rest)
         assert max(broker.calls) <= 4 and sum(broker.calls) == 11
         assert [a.table.column("out").to_pylist() for a in answers[1:]] == [[2 * i, 2 * i] for i in range(1, 6)]
+
+    run(go())
+
+
+def test_rows_with_labels_share_a_message_and_a_big_parquet_goes_alone_as_it_came() -> None:
+    async def go() -> None:
+        broker = ScriptedBroker(delay=0.05)
+        sent: list[bytes] = []
+        call = broker.call
+
+        async def spy(family: str, body: bytes, headers: dict[str, Any], timeout: float) -> tuple[dict[str, Any], bytes]:
+            sent.append(body)
+            return await call(family, body, headers, timeout)
+
+        c = Coalescer(spy, max_rows=10, max_wait=10.0, inflight=1)
+        first = asyncio.create_task(c.predict("f", "m", None, {}, rows(0), timeout=5))
+        await asyncio.sleep(0.01)
+        labelled = [asyncio.create_task(c.predict("f", "m", None, {}, rows(i, labels=[f"r{i}"]), timeout=5)) for i in (1, 2)]
+        big_body = ParquetCodec.encode(pd.DataFrame({"a": np.arange(12, dtype=float)}))
+        big = asyncio.create_task(c.predict("f", "m", None, {}, rows_from_parquet(big_body, 10), timeout=5))
+        answers = await asyncio.gather(first, *labelled, big)
+        assert [a.table.column("out").to_pylist() for a in answers[1:3]] == [[2], [4]]  # labels stay in the gateway
+        assert answers[3].table.column("out").to_pylist() == [2 * i for i in range(12)]
+        assert big_body in sent  # forwarded as it came, never re-encoded
+        assert sorted(broker.calls) == [1, 2, 12]
 
     run(go())
 
@@ -194,7 +219,7 @@ def test_concurrent_predicts_are_coalesced_and_each_gets_its_own_rows(stack: Sta
     y = (x["a"] - x["b"] > 0).astype(int).to_frame("label")
     url = stack.family_url("logreg")
     r = requests.put(url, data=encode_training(x, y), params={"name": "coalesce-me"}, headers={"Content-Type": PARQUET}, timeout=30)
-    assert r.status_code in (200, 202), r.text
+    assert r.status_code == 200, r.text
     key = r.json()["model_key"]
     stack.wait_finished("logreg", key)
     local = LogisticRegression().fit(x, y["label"])
@@ -242,6 +267,7 @@ def test_json_predicts_with_their_own_index_keep_it(stack: Stack, tmp_path: Any)
     y = (x["p"] > 0).astype(int).to_frame("label")
     url = stack.family_url("logreg")
     r = requests.put(url, data=encode_training(x, y), params={"name": "coalesce-index"}, headers={"Content-Type": PARQUET}, timeout=30)
+    assert r.status_code == 200, r.text
     key = r.json()["model_key"]
     stack.wait_finished("logreg", key)
     part = x.iloc[10:14]

@@ -129,7 +129,7 @@ def test_errors_are_messages_and_non_zero_exits(stack: Stack, tmp_path: Path) ->
     err = failed(ml_server(stack, "fit", "logreg", str(path), "--target", "label", "--name", "cli-fails",
                            "--modkwargs", '{"C": -1}'))
     assert "failed" in err and "C" in err  # the estimator's message, from the failed version
-    assert "no logreg model with model_key 'nope'" in failed(ml_server(stack, "status", "logreg", "nope"))
+    assert "no model with model_key 'nope'" in failed(ml_server(stack, "status", "logreg", "nope"))
     assert "cannot reach the gateway" in failed(ml_server(None, "status", "logreg", "x", "--url", "http://127.0.0.1:9"))
 
 

@@ -34,7 +34,7 @@ def data(seed: int, n: int = 200) -> tuple[pd.DataFrame, pd.Series]:
 
 def fit(stack: Stack, family: str, x: pd.DataFrame, y: pd.Series, **fields: Any) -> str:
     body = {"x": x.to_json(orient="split"), "y": y.to_frame().to_json(orient="split"), "orient": "split", **fields}
-    r = requests.put(stack.family_url(family), json=body, timeout=30)
+    r = requests.post(stack.fit_url(family), json=body, timeout=30)
     assert r.status_code in (200, 202), r.text
     return str(r.json()["model_key"])
 
@@ -153,9 +153,9 @@ def queued_while_starting(s: Stack) -> None:
     assert s.status("logreg", key)["status"] == "queued"
     bad = fit(s, "logreg", x, y, name="early-bad", modkwargs={"no_such_parameter": 1})
     # An expected family that is not built in and has not registered: try again later, not 404.
-    r = requests.put(s.family_url("custom"), json={"x": x.to_json(), "y": y.to_frame().to_json()}, timeout=10)
+    r = requests.post(s.fit_url("custom"), json={"x": x.to_json(), "y": y.to_frame().to_json()}, timeout=10)
     assert r.status_code == 503 and "custom" in r.json()["error"]["message"], r.text
-    assert requests.put(s.family_url("nope"), json={"x": x.to_json()}, timeout=10).status_code == 404
+    assert requests.post(s.fit_url("nope"), json={"x": x.to_json()}, timeout=10).status_code == 404
 
     s.start_consumer("logreg")
     assert s.wait_finished("logreg", key, timeout=60)["status"] == "done"

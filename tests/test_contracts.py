@@ -11,7 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from consumers import backends
 from consumers.families import BUILTIN, FamilyError, load_family
 from contracts.errors import DecodeError, NotFound, from_wire
-from contracts.frames import JsonCodec, ParquetCodec, decode_training, encode_training, normalize
+from contracts.frames import ParquetCodec, decode_training, encode_training, normalize
+from contracts.pandas_json import JsonCodec
 from contracts.schemas import FitRequest, PredictHeaders, TrainHeaders
 from contracts.settings import Settings, SettingsError
 from contracts.status import Backend, JobKind

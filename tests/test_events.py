@@ -169,16 +169,16 @@ def test_wait_follows_the_stream_instead_of_polling(slow_stack: Stack, monkeypat
     assert state["status"] == "done" and state["version"] == 1 and state["rows"] == len(x)
     key = state["model_key"]
     # One fit, one stream, and not a single status poll, though the fit took over a second.
-    assert requests_sent.count("PUT", "/slow") == 1
+    assert requests_sent.count("POST", "/families/slow/models") == 1
     assert requests_sent.count("GET", f"/models/{key}/events") == 1
-    assert requests_sent.count("GET", "/slow") == 0, requests_sent.calls
+    assert requests_sent.count("GET", f"/models/{key}") == 0, requests_sent.calls
 
     # The seed's client waits the same way.
     mi = GenericModelInterface(slow_stack.url, "slow", delay=1.0)
     seed_sent = Counter(mi.http, monkeypatch)
     mi.fit(x, y, name="ev-wait-seed")
     assert seed_sent.count("GET", f"/models/{mi.model_key}/events") == 1
-    assert seed_sent.count("GET", "/slow") == 0, seed_sent.calls
+    assert seed_sent.count("GET", f"/models/{mi.model_key}") == 0, seed_sent.calls
 
 
 def test_async_wait_follows_the_stream(slow_stack: Stack) -> None:
@@ -214,7 +214,7 @@ def test_wait_polls_when_the_gateway_has_no_stream(slow_stack: Stack, monkeypatc
     state = client.fit("slow", x, y, name="ev-poll", modkwargs={"delay": 1.0})
     assert state["status"] == "done" and state["rows"] == len(x)
     assert requests_sent.count("GET", f"/models/{state['model_key']}/no-such-route") == 1
-    assert requests_sent.count("GET", "/slow") >= 2  # it polled until done
+    assert requests_sent.count("GET", f"/models/{state['model_key']}") >= 2  # it polled until done
 
     async def go() -> dict[str, Any]:
         async with AsyncModelClient(slow_stack.url) as aclient:

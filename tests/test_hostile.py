@@ -79,7 +79,7 @@ def assert_alive(stack: Stack) -> None:
 def trained(stack: Stack) -> str:
     """A done logreg model on columns a, b."""
     x, y = frame_json(40)
-    r = requests.put(stack.family_url("logreg"), json={"x": x, "y": y, "name": f"hostile-{uuid.uuid4().hex[:6]}"}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), json={"x": x, "y": y, "name": f"hostile-{uuid.uuid4().hex[:6]}"}, timeout=30)
     assert r.status_code == 202, r.text
     key = r.json()["model_key"]
     assert stack.wait_finished("logreg", key)["status"] == "done"
@@ -92,13 +92,13 @@ def trained(stack: Stack) -> str:
 def test_infinity_in_training_data_is_refused_naming_the_column(stack: Stack) -> None:
     x = pa.table({"a": [1.0, float("inf"), 2.0], "b": [1.0, 2.0, 3.0], "t": [0, 1, 0]})
     body = parquet(x.replace_schema_metadata({TARGET_METADATA_KEY: b'["t"]'}))
-    r = requests.put(stack.family_url("logreg"), data=body, headers={"Content-Type": PARQUET}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), data=body, headers={"Content-Type": PARQUET}, timeout=30)
     refused(r, 422, "x", "infinite", "'a'")
     y_inf = pa.table({"a": [1.0, 2.0], "t": [0.0, float("-inf")]}).replace_schema_metadata({TARGET_METADATA_KEY: b'["t"]'})
-    r = requests.put(stack.family_url("linreg"), data=parquet(y_inf), headers={"Content-Type": PARQUET}, timeout=30)
+    r = requests.post(stack.fit_url("linreg"), data=parquet(y_inf), headers={"Content-Type": PARQUET}, timeout=30)
     refused(r, 422, "y", "infinite", "'t'")
     # JSON has no infinity; a number too big for a double is the closest thing, in the text form too.
-    r = requests.put(stack.family_url("linreg"), json={"x": '{"a":{"0":1e999,"1":2}}', "y": '{"t":{"0":1,"1":2}}'}, timeout=30)
+    r = requests.post(stack.fit_url("linreg"), json={"x": '{"a":{"0":1e999,"1":2}}', "y": '{"t":{"0":1,"1":2}}'}, timeout=30)
     refused(r, 422, "x", "not valid JSON")
     r = requests.put(
         stack.family_url("linreg"), data=b'{"x": {"a": {"0": 1e999}}, "y": {"t": {"0": 1}}}',
@@ -112,7 +112,7 @@ def test_missing_values_fail_the_fit_with_the_estimators_reason(stack: Stack) ->
     """NaN is a missing value: some estimators take them, LogisticRegression does not and says so."""
     x = {"a": {"0": 1.0, "1": None, "2": 3.0, "3": 0.5}, "b": {"0": 1, "1": 2, "2": 3, "3": 4}}
     y = {"t": {"0": 0, "1": 1, "2": 0, "3": 1}}
-    r = requests.put(stack.family_url("logreg"), json={"x": x, "y": y, "name": f"nan-{uuid.uuid4().hex[:6]}"}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), json={"x": x, "y": y, "name": f"nan-{uuid.uuid4().hex[:6]}"}, timeout=30)
     assert r.status_code == 202, r.text
     status = stack.wait_finished("logreg", r.json()["model_key"])
     assert status["status"] == "failed" and "NaN" in status["error"], status
@@ -144,7 +144,7 @@ def test_nan_inf_and_strings_at_predict_are_422_naming_x(stack: Stack, trained: 
 def test_strings_in_a_numeric_column_are_refused_naming_the_column(stack: Stack) -> None:
     x = {"a": {"0": 1, "1": "two", "2": 3}, "b": {"0": 1, "1": 2, "2": 3}}
     y = {"t": {"0": 0, "1": 1, "2": 0}}
-    r = requests.put(stack.family_url("logreg"), json={"x": x, "y": y}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), json={"x": x, "y": y}, timeout=30)
     refused(r, 422, "x", "'a'", "clashing types")
     assert_alive(stack)
 
@@ -152,27 +152,27 @@ def test_strings_in_a_numeric_column_are_refused_naming_the_column(stack: Stack)
 def test_duplicate_column_names_are_refused(stack: Stack) -> None:
     x = {"columns": ["a", "a"], "index": [0, 1], "data": [[1, 2], [3, 4]]}
     y = {"columns": ["t"], "index": [0, 1], "data": [[0], [1]]}
-    r = requests.put(stack.family_url("logreg"), json={"x": x, "y": y, "orient": "split"}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), json={"x": x, "y": y, "orient": "split"}, timeout=30)
     refused(r, 422, "x", "duplicate column names")
     x_table = {"schema": {"fields": [{"name": "a", "type": "number"}, {"name": "a", "type": "number"}]}, "data": [{"a": 1}]}
     y_table = {"schema": {"fields": [{"name": "t", "type": "integer"}]}, "data": [{"t": 1}]}
-    r = requests.put(stack.family_url("logreg"), json={"x": x_table, "y": y_table, "orient": "table"}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), json={"x": x_table, "y": y_table, "orient": "table"}, timeout=30)
     refused(r, 422, "x", "duplicate column names")
     table = pa.Table.from_arrays([pa.array([1.0, 2.0]), pa.array([3.0, 4.0]), pa.array([0, 1])], names=["a", "a", "t"])
     body = parquet(table.replace_schema_metadata({TARGET_METADATA_KEY: b'["t"]'}))
-    r = requests.put(stack.family_url("logreg"), data=body, headers={"Content-Type": PARQUET}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), data=body, headers={"Content-Type": PARQUET}, timeout=30)
     refused(r, 422, "x", "duplicate column names")
     assert_alive(stack)
 
 
 def test_empty_frames_are_refused(stack: Stack, trained: str) -> None:
-    r = requests.put(stack.family_url("logreg"), json={"x": {}, "y": {}}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), json={"x": {}, "y": {}}, timeout=30)
     refused(r, 422, "x", "empty")
-    r = requests.put(stack.family_url("kmeans"), json={"x": {"a": {}}}, timeout=30)
+    r = requests.post(stack.fit_url("kmeans"), json={"x": {"a": {}}}, timeout=30)
     refused(r, 422, "x", "empty")
     empty = pa.table({"a": pa.array([], pa.float64()), "t": pa.array([], pa.int64())})
     body = parquet(empty.replace_schema_metadata({TARGET_METADATA_KEY: b'["t"]'}))
-    r = requests.put(stack.family_url("logreg"), data=body, headers={"Content-Type": PARQUET}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), data=body, headers={"Content-Type": PARQUET}, timeout=30)
     refused(r, 422, "x", "empty")
     r = requests.post(stack.family_url("logreg"), json={"model_key": trained, "x": {}}, timeout=30)
     refused(r, 422, "x", "empty")
@@ -211,7 +211,7 @@ def test_malformed_pandas_metadata_in_parquet_is_422(stack: Stack, trained: str,
     )
     refused(r, 422, "x", "pandas")
     training = x.append_column("t", pa.array([0, 1])).replace_schema_metadata({b"pandas": pandas_metadata, TARGET_METADATA_KEY: b'["t"]'})
-    r = requests.put(stack.family_url("logreg"), data=parquet(training), headers={"Content-Type": PARQUET}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), data=parquet(training), headers={"Content-Type": PARQUET}, timeout=30)
     refused(r, 422, "x", "pandas")
     assert_alive(stack)
 
@@ -223,7 +223,7 @@ def test_a_million_json_columns_are_refused_fast(stack: Stack, trained: str) -> 
     columns = ",".join(f'"c{i}":{{"0":1}}' for i in range(1_000_000))
     body = f'{{"x":{{{columns}}},"y":{{"t":{{"0":1}}}}}}'.encode()
     started = time.monotonic()
-    r = requests.put(stack.family_url("logreg"), data=body, headers={"Content-Type": "application/json"}, timeout=60)
+    r = requests.post(stack.fit_url("logreg"), data=body, headers={"Content-Type": "application/json"}, timeout=60)
     refused(r, 422, "x", "1000000 columns", "ML_SERVER_MAX_COLUMNS")
     assert time.monotonic() - started < 20, "the column cap should refuse before pandas builds the frame"
     r = requests.post(stack.family_url("logreg"), data=body.replace(b'"y":', b'"model_key":"' + trained.encode() + b'","z":'), headers={"Content-Type": "application/json"}, timeout=60)
@@ -240,7 +240,7 @@ def test_a_hundred_thousand_parquet_columns_are_refused_from_the_footer(stack: S
     table = pa.Table.from_arrays([column] * n, names=[f"c{i}" for i in range(n)])
     body = parquet(table)
     started = time.monotonic()
-    r = requests.put(stack.family_url("kmeans"), data=body, headers={"Content-Type": PARQUET}, timeout=60)
+    r = requests.post(stack.fit_url("kmeans"), data=body, headers={"Content-Type": PARQUET}, timeout=60)
     refused(r, 422, "x", f"{n} columns", "ML_SERVER_MAX_COLUMNS")
     r = requests.post(
         stack.family_url("logreg"), params={"model_key": trained}, data=body, headers={"Content-Type": PARQUET}, timeout=60
@@ -252,11 +252,11 @@ def test_a_hundred_thousand_parquet_columns_are_refused_from_the_footer(stack: S
 
 def test_deeply_nested_json_is_422_not_500(stack: Stack, trained: str) -> None:
     deep = "[" * 100_000
-    r = requests.put(stack.family_url("logreg"), data=deep.encode(), headers={"Content-Type": "application/json"}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), data=deep.encode(), headers={"Content-Type": "application/json"}, timeout=30)
     refused(r, 422, "not valid JSON")
-    r = requests.put(stack.family_url("logreg"), json={"x": deep, "y": deep}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), json={"x": deep, "y": deep}, timeout=30)
     refused(r, 422, "x", "not valid JSON")
-    r = requests.put(stack.family_url("logreg"), json={"x": {"a": {"0": 1}}, "y": {"t": {"0": 1}}, "modkwargs": deep}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), json={"x": {"a": {"0": 1}}, "y": {"t": {"0": 1}}, "modkwargs": deep}, timeout=30)
     refused(r, 422, "modkwargs")
     r = requests.post(stack.family_url("logreg"), json={"model_key": trained, "x": {"a": {"0": 1}, "b": {"0": 1}}, "kwargs": deep}, timeout=30)
     refused(r, 422, "kwargs")
@@ -266,7 +266,7 @@ def test_deeply_nested_json_is_422_not_500(stack: Stack, trained: str) -> None:
     )
     refused(r, 422, "modkwargs")
     nested_meta = pa.table({"a": [1.0, 2.0], "t": [0, 1]}).replace_schema_metadata({TARGET_METADATA_KEY: b"[" * 100_000})
-    r = requests.put(stack.family_url("logreg"), data=parquet(nested_meta), headers={"Content-Type": PARQUET}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), data=parquet(nested_meta), headers={"Content-Type": PARQUET}, timeout=30)
     refused(r, 422, "ml_server.target")
     assert_alive(stack)
 
@@ -328,7 +328,7 @@ def test_path_tricks_in_families_model_keys_and_names(stack: Stack, trained: str
     target = tmp_path / "escaped"
     name = f"../../../../{target}"
     x, y = frame_json()
-    r = requests.put(stack.family_url("logreg"), json={"x": x, "y": y, "name": name}, timeout=30)
+    r = requests.post(stack.fit_url("logreg"), json={"x": x, "y": y, "name": name}, timeout=30)
     assert r.status_code == 202, r.text
     key = r.json()["model_key"]
     assert "/" not in key and ".." not in key
@@ -407,13 +407,7 @@ def test_a_malicious_pickle_on_the_broker_fails_cleanly(stack: Stack, trained: s
     assert any("Parquet" in m for m in messages), messages
     assert any("model_key" in m or Header.MODEL_KEY in m for m in messages), messages
 
-    status = wait_for(
-        lambda: (s := requests.get(stack.family_url("logreg"), params={"model_key": key}, timeout=10)).ok
-        and s.json()["status"] in ("done", "failed")
-        and s.json(),
-        60,
-        what="the pickled fit recorded as finished",
-    )
+    status = wait_for(lambda: (s := stack.status("logreg", key))["status"] in ("done", "failed") and s, 60, what="the pickled fit recorded as finished")
     assert status["status"] == "failed" and "Parquet" in status["error"], status
     wait_queue_drained(stack, "logreg")
     assert ready_messages(topology.predict_queue("logreg")) == 0
@@ -441,13 +435,7 @@ def test_training_data_a_consumer_gets_over_amqp_with_infinity_fails_naming_it(s
             )
 
     asyncio.run(publish())
-    status = wait_for(
-        lambda: (s := requests.get(stack.family_url("logreg"), params={"model_key": key}, timeout=10)).ok
-        and s.json()["status"] in ("done", "failed")
-        and s.json(),
-        60,
-        what="the fit recorded as finished",
-    )
+    status = wait_for(lambda: (s := stack.status("logreg", key))["status"] in ("done", "failed") and s, 60, what="the fit recorded as finished")
     assert status["status"] == "failed" and "infinite" in status["error"] and "'a'" in status["error"], status
     wait_queue_drained(stack, "logreg")
     assert_alive(stack)

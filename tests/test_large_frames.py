@@ -42,7 +42,7 @@ def test_fifty_megabyte_frame_passes_a_sixteen_mebibyte_message_limit(fresh_stac
     body = encode_training(x, y.to_frame())
     assert len(body) > 50 * 10**6
 
-    r = requests.put(fresh_stack.family_url("linreg"), params={"name": "big"}, data=body, headers={"Content-Type": PARQUET}, timeout=120)
+    r = requests.post(fresh_stack.fit_url("linreg"), params={"name": "big"}, data=body, headers={"Content-Type": PARQUET}, timeout=120)
     assert r.status_code == 202, r.text
     state = fresh_stack.wait_finished("linreg", r.json()["model_key"], timeout=180)
     assert state["status"] == "done" and state["rows"] == len(x), state
@@ -54,7 +54,7 @@ def test_fifty_megabyte_frame_passes_a_sixteen_mebibyte_message_limit(fresh_stac
 
     # Above the body limit: 413, before anything is queued.
     too_big = b"\0" * (128 * MiB + 1)
-    r = requests.put(fresh_stack.family_url("linreg"), params={"name": "too-big"}, data=too_big, headers={"Content-Type": PARQUET}, timeout=120)
+    r = requests.post(fresh_stack.fit_url("linreg"), params={"name": "too-big"}, data=too_big, headers={"Content-Type": PARQUET}, timeout=120)
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     with pytest.raises(PayloadTooLarge):
         GenericModelInterface(fresh_stack.url, "linreg").fit(pd.concat([x, x, x]), pd.concat([y, y, y]), name="too-big")

@@ -70,7 +70,7 @@ def put(stack: Stack, family: str, x: pd.DataFrame, y: pd.Series | None = None, 
     body: dict[str, Any] = {"x": x.to_json(orient="split"), "orient": "split", **fields}
     if y is not None:
         body["y"] = y.to_frame().to_json(orient="split")
-    return requests.put(stack.family_url(family), json=body, timeout=30)
+    return requests.post(stack.fit_url(family), json=body, timeout=30)
 
 
 def accepted(r: requests.Response, code: int = 202) -> dict[str, Any]:
@@ -353,20 +353,19 @@ def test_update_json_and_parquet(stack: Stack) -> None:
         json={"model_key": key, "x": x2.to_json(orient="split"), "y": y2.to_frame().to_json(orient="split"), "orient": "split"},
         timeout=30,
     )
-    assert accepted(r) == {"model_key": key, "status": "queued", "version": 2}
+    assert accepted(r, 200) == {"model_key": key, "status": "Queued"}  # the seed's PATCH
     state = stack.wait_finished("sgd", key, version=2)
     assert state["status"] == "done" and state["kind"] == "update" and state["base_version"] == 1, state
     assert set(predict(stack, "sgd", key, at)) <= {0, 1}
 
     x3, y3 = classification(seed=503)
-    r = requests.patch(
-        url,
-        params={"model_key": key},
+    r = requests.post(
+        stack.model_url(key, "update"),
         data=encode_training(x3, y3.to_frame()),
         headers={"Content-Type": PARQUET},
         timeout=30,
     )
-    assert accepted(r) == {"model_key": key, "status": "queued", "version": 3}
+    assert accepted(r) == {"model_key": key, "status": "queued", "version": 3}  # ml-server's own
     state = stack.wait_finished("sgd", key, version=3)
     assert state["status"] == "done" and state["kind"] == "update" and state["base_version"] == 2, state
     latest = predict(stack, "sgd", key, at)
@@ -448,7 +447,7 @@ def test_delete_removes_every_version_and_refit_starts_fresh(stack: Stack) -> No
     ids = [r["id"] for r in sessions_of(stack, key)]
     assert len(ids) == 2
 
-    r = requests.delete(url, params={"model_key": key}, timeout=30)
+    r = requests.delete(stack.model_url(key), timeout=30)
     assert r.status_code == 200, r.text
     assert r.json() == {"model_key": key, "deleted": 2}
     assert sessions_of(stack, key) == []
@@ -460,6 +459,7 @@ def test_delete_removes_every_version_and_refit_starts_fresh(stack: Stack) -> No
     r = requests.post(url, json={"model_key": key, "x": at.to_json(orient="split"), "orient": "split"}, timeout=30)
     assert r.status_code == 404, r.text
     assert requests.delete(url, params={"model_key": key}, timeout=10).status_code == 404
+    assert requests.delete(stack.model_url(key), timeout=10).status_code == 404
 
     # The same name again: a fresh version 1 that predicts with the new model, not a cached old one.
     again = accepted(put(stack, "logreg", x, y, name="lifecycle-delete"))

@@ -75,7 +75,7 @@ def test_json_logs_are_json_lines_and_job_lines_carry_model_key_and_version(fres
     rng = np.random.default_rng(5)
     x = pd.DataFrame(rng.normal(size=(50, 2)), columns=["a", "b"])
     y = (x["a"] > 0).astype(int).rename("t").to_frame()
-    r = requests.put(s.family_url("logreg"), json={"x": x.to_json(), "y": y.to_json(), "name": "json-logs"}, timeout=30)
+    r = requests.post(s.fit_url("logreg"), json={"x": x.to_json(), "y": y.to_json(), "name": "json-logs"}, timeout=30)
     assert r.status_code == 202, r.text
     key, version = r.json()["model_key"], r.json()["version"]
     assert s.wait_finished("logreg", key)["status"] == "done"

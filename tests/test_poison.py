@@ -32,7 +32,7 @@ def test_poison_job_is_dead_lettered_and_failed_after_bounded_attempts(fresh_sta
     fresh_stack.start_gateway()
     x = pd.DataFrame(np.random.default_rng(1).normal(size=(40, 2)), columns=["a", "b"])
     y = pd.DataFrame({"t": (x["a"] > 0).astype(int)})
-    r = requests.put(fresh_stack.family_url("killer"), json={"x": x.to_json(), "y": y.to_json(), "name": "poison"}, timeout=30)
+    r = requests.post(fresh_stack.fit_url("killer"), json={"x": x.to_json(), "y": y.to_json(), "name": "poison"}, timeout=30)
     assert r.status_code == 202, r.text
     key = r.json()["model_key"]
 

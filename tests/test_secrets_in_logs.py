@@ -38,7 +38,7 @@ def test_a_healthy_run_at_debug_level_logs_no_credentials(database_url: str, tmp
         stack.start_consumer("linreg")
         stack.start_gateway()
         x = {"a": {"0": 1.0, "1": 2.0, "2": 3.0}}
-        r = requests.put(stack.family_url("linreg"), json={"x": x, "y": {"t": {"0": 1, "1": 2, "2": 3}}}, timeout=30)
+        r = requests.post(stack.fit_url("linreg"), json={"x": x, "y": {"t": {"0": 1, "1": 2, "2": 3}}}, timeout=30)
         assert r.status_code == 202, r.text
         key = r.json()["model_key"]
         assert stack.wait_finished("linreg", key)["status"] == "done"

@@ -61,7 +61,7 @@ def test_store_outage_is_503_then_recovery_and_no_job_is_acked_unrecorded(
         x = pd.DataFrame(np.random.default_rng(2).normal(size=(80, 2)), columns=["a", "b"])
         y = pd.DataFrame({"t": (x["a"] > 0).astype(int)})
 
-        r = requests.put(url, json={"x": x.to_json(), "y": y.to_json(), "name": "outage", "modkwargs": {"delay": 3.0}}, timeout=30)
+        r = requests.post(stack.fit_url("slow"), json={"x": x.to_json(), "y": y.to_json(), "name": "outage", "modkwargs": {"delay": 3.0}}, timeout=30)
         assert r.status_code == 202, r.text
         key = r.json()["model_key"]
         wait_for(lambda: stack.status("slow", key)["status"] == "running", 30, what="fit running")

@@ -40,7 +40,7 @@ def test_concurrent_updates_apply_in_order_exactly_once(two_sgd_consumers: Stack
     url = stack.family_url("sgd")
     params = {"random_state": 0, "loss": "log_loss"}
     x0, y0 = batch(0)
-    r = requests.put(url, params={"name": "ordered", "modkwargs": '{"random_state": 0, "loss": "log_loss"}'},
+    r = requests.post(stack.fit_url("sgd"), params={"name": "ordered", "modkwargs": '{"random_state": 0, "loss": "log_loss"}'},
                      data=encode_training(x0, y0), headers={"Content-Type": PARQUET}, timeout=30)
     assert r.status_code == 202, r.text
     key = r.json()["model_key"]
@@ -49,7 +49,7 @@ def test_concurrent_updates_apply_in_order_exactly_once(two_sgd_consumers: Stack
     updates = [batch(1), batch(2), batch(3)]
 
     def patch(data: tuple[pd.DataFrame, pd.DataFrame]) -> dict:
-        r = requests.patch(url, params={"model_key": key}, data=encode_training(*data), headers={"Content-Type": PARQUET}, timeout=30)
+        r = requests.post(stack.model_url(key, "update"), data=encode_training(*data), headers={"Content-Type": PARQUET}, timeout=30)
         assert r.status_code == 202, r.text
         return r.json()
 

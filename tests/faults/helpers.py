@@ -32,7 +32,7 @@ def fit_body(x: pd.DataFrame, y: pd.Series, **fields: Any) -> dict[str, Any]:
 
 def put(stack: Stack, family: str, seed: int, timeout: float = 30, **fields: Any) -> requests.Response:
     x, y = data(seed)
-    return requests.put(stack.family_url(family), json=fit_body(x, y, **fields), timeout=timeout)
+    return requests.post(stack.fit_url(family), json=fit_body(x, y, **fields), timeout=timeout)
 
 
 def predict_body(key: str, rows: int = 5) -> dict[str, Any]:

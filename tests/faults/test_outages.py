@@ -40,8 +40,8 @@ def _burst(stack: Stack, answers: list[tuple[int, str | None]], started: threadi
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                r = requests.put(
-                    stack.family_url("logreg"), json=fit_body(x, y, name=f"{stack.namespace}-burst-{i}", retrain=True), timeout=30
+                r = requests.post(
+                    stack.fit_url("logreg"), json=fit_body(x, y, name=f"{stack.namespace}-burst-{i}", retrain=True), timeout=30
                 )
                 answers.append((r.status_code, r.json().get("model_key") if r.status_code == 202 else None))
             except requests.RequestException:
@@ -61,7 +61,7 @@ def _outage(stack: Stack, cut: Callable[[], None], restore: Callable[[], float],
     s.wait_consumers("logreg", 2)
 
     x, y = data(1)
-    model = requests.put(s.family_url("logreg"), json=fit_body(x, y, name=f"{s.namespace}-predicted"), timeout=30).json()["model_key"]
+    model = requests.post(s.fit_url("logreg"), json=fit_body(x, y, name=f"{s.namespace}-predicted"), timeout=30).json()["model_key"]
     assert s.wait_finished("logreg", model)["status"] == "done"
 
     load = PredictLoad(s.family_url("logreg"), model, threads=3).start()

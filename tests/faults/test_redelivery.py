@@ -55,14 +55,14 @@ def _publish_update_again(stack: Stack, session: dict, model_key: str, body: byt
 
 def test_update_redelivered_is_applied_once(stack: Stack) -> None:
     x, y = data(41)
-    r = requests.put(stack.family_url("sgd"), json=fit_body(x, y, name=f"{stack.namespace}-update-once", modkwargs={"random_state": 0}), timeout=30)
+    r = requests.post(stack.fit_url("sgd"), json=fit_body(x, y, name=f"{stack.namespace}-update-once", modkwargs={"random_state": 0}), timeout=30)
     assert r.status_code == 202, r.text
     key = r.json()["model_key"]
     assert stack.wait_finished("sgd", key)["status"] == "done"
 
     x2, y2 = data(42)
     body = encode_training(x2, y2.to_frame())
-    r = requests.patch(stack.family_url("sgd"), params={"model_key": key}, data=body, headers={"Content-Type": PARQUET}, timeout=30)
+    r = requests.post(stack.model_url(key, "update"), data=body, headers={"Content-Type": PARQUET}, timeout=30)
     assert r.status_code == 202 and r.json()["version"] == 2, r.text
     v2 = sessions_of(stack, key)[1]
     _publish_update_again(stack, v2, key, body, times=2)  # delivered twice more while queued or running

@@ -51,7 +51,8 @@ class Load:
         sent = time.monotonic()
         try:
             with requests.Session() as session:  # a new connection each time: no keep-alive reuse
-                r = session.request(method, self.stack.family_url(self.family), json=body, timeout=30)
+                url = self.stack.fit_url(self.family) if verb == "fit" else self.stack.family_url(self.family)
+                r = session.request(method, url, json=body, timeout=30)
             outcome: int | str = r.status_code
             if verb == "fit" and r.status_code == 202:
                 with self._lock:
@@ -75,7 +76,7 @@ class Load:
         while not self._stop.is_set():
             x, y = data(7000 + i, n=60)
             name = f"{self.stack.namespace}-shutdown-{i}"
-            self._send("fit", "PUT", fit_body(x, y, name=name), name)
+            self._send("fit", "POST", fit_body(x, y, name=name), name)
             i += 1
 
     def stop(self) -> None:
@@ -90,7 +91,7 @@ def test_gateway_sigterm_answers_what_it_accepted(fresh_stack: Stack, figures_fi
     s.start_consumer("logreg")
     s.start_gateway()
     x, y = data(1)
-    key = requests.put(s.family_url("logreg"), json=fit_body(x, y, name=f"{s.namespace}-predicted"), timeout=30).json()["model_key"]
+    key = requests.post(s.fit_url("logreg"), json=fit_body(x, y, name=f"{s.namespace}-predicted"), timeout=30).json()["model_key"]
     assert s.wait_finished("logreg", key)["status"] == "done"
 
     load = Load(s, "logreg", key, fits=True)
@@ -136,11 +137,11 @@ def test_consumer_sigterm_mid_fit_and_mid_predicts(fresh_stack: Stack, figures_f
     s.start_gateway()
     s.wait_consumers("slow", 2)
     x, y = data(2)
-    key = requests.put(s.family_url("slow"), json=fit_body(x, y, name=f"{s.namespace}-p", modkwargs={"delay": 0}), timeout=30).json()["model_key"]
+    key = requests.post(s.fit_url("slow"), json=fit_body(x, y, name=f"{s.namespace}-p", modkwargs={"delay": 0}), timeout=30).json()["model_key"]
     assert s.wait_finished("slow", key)["status"] == "done"
     # Both consumers have the model loaded and answer predicts.
     x2, y2 = data(3)
-    long_key = requests.put(s.family_url("slow"), json=fit_body(x2, y2, name=f"{s.namespace}-long", modkwargs={"delay": 4}), timeout=30).json()["model_key"]
+    long_key = requests.post(s.fit_url("slow"), json=fit_body(x2, y2, name=f"{s.namespace}-long", modkwargs={"delay": 4}), timeout=30).json()["model_key"]
     running = wait_for(lambda: (st := s.status("slow", long_key))["status"] == "running" and st, 30, what="long fit running")
     victim_pid = int(running["worker"].rsplit(":", 1)[1])
     victim = next(p for _, p in s.consumers if p.pid == victim_pid)

@@ -1,0 +1,139 @@
+"""The processes a run starts (gateway, `logreg` consumer, echo server, MLServer), and the broker namespace
+they use: started here, stopped in reverse order, their queues and exchanges deleted at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from .common import BROKER_URL, FAMILY, ROOT, Fatal, free_port, wait_for
+
+
+class Processes:
+    """Child processes started by this run, each in a session of its own, stopped in reverse order."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+        log = self.workdir / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def log(self, name: str) -> str:
+        p = self.workdir / f"{name}.log"
+        return p.read_text(errors="replace")[-3000:] if p.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM to each, then SIGKILL to the process group of any still running after 15 s (a consumer's
+        fit processes, MLServer's workers)."""
+        for _, p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for _, p in reversed(self.procs):
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for _, p in self.procs:  # children left in a stopped process's group
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def purge_namespace(namespace: str) -> None:
+    """Delete the queues and exchanges this run declared on the broker (only names under its namespace).
+
+    Reply and event queues are exclusive: they went with their connections."""
+    import aio_pika
+
+    from contracts.topology import Topology
+
+    from .echo import exchange_name
+
+    t = Topology(namespace)
+    queues = [t.train_queue(FAMILY), t.predict_queue(FAMILY), t.dead_queue(FAMILY), exchange_name(namespace)]
+    exchanges = [t.jobs_exchange, t.events_exchange, t.dead_exchange, exchange_name(namespace)]
+
+    async def purge() -> None:
+        async with await aio_pika.connect(BROKER_URL) as connection:
+            channel = await connection.channel()
+            for q in queues:
+                await channel.queue_delete(q)
+            for x in exchanges:
+                await channel.exchange_delete(x)
+
+    asyncio.run(purge())
+
+
+def leftovers(namespace: str) -> list[str]:
+    """Queues and exchanges still on the broker under this run's namespace (rabbitmqctl; [] when it can't tell)."""
+    found: list[str] = []
+    for what in ("list_queues", "list_exchanges"):
+        try:
+            out = subprocess.run(["rabbitmqctl", "-q", what, "name"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        found += [line.strip() for line in out.splitlines() if line.strip().startswith(namespace + ".")]
+    return found
+
+
+def consumers_on(namespace: str, queues: list[str]) -> bool:
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name", "consumers"], capture_output=True, text=True, timeout=30).stdout
+    have = dict(line.split("\t")[:2] for line in out.splitlines() if "\t" in line)
+    return all(int(have.get(f"{namespace}.{q}", 0)) >= 1 for q in queues)
+
+
+def start_stack(procs: Processes, workdir: Path, namespace: str) -> tuple[str, dict[str, int]]:
+    """A gateway and a `logreg` consumer (SQLite in `workdir`, a free port); its URL and their pids."""
+    import requests
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ML_SERVER_DATA_DIR": str(workdir / "data"),
+        "ML_SERVER_DATABASE_URL": f"sqlite:///{workdir / 'data' / 'ml-server.db'}",
+        "ML_SERVER_BROKER_URL": BROKER_URL,
+        "ML_SERVER_NAMESPACE": namespace,
+        "ML_SERVER_PORT": str(port),
+        "ML_SERVER_SECRET": uuid.uuid4().hex,
+        "ML_SERVER_LOG_LEVEL": "WARNING",
+        "ML_SERVER_METRICS_PORT": "0",  # no consumer /metrics: a fixed port may be taken by another stack on this machine
+    }
+    subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+    gateway = procs.spawn("gateway", [sys.executable, "-m", "gateway"], env)
+    consumer = procs.spawn(f"consumer-{FAMILY}", [sys.executable, "-m", "consumers", FAMILY], env)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        for name, p in (("gateway", gateway), (f"consumer-{FAMILY}", consumer)):
+            if p.poll() is not None:
+                raise Fatal(f"{name} exited with {p.returncode}:\n{procs.log(name)}")
+        return bool(requests.get(f"{url}/readyz", timeout=2).ok) and consumers_on(namespace, [f"{FAMILY}.train", f"{FAMILY}.predict"])
+
+    wait_for(ready, 90, f"the gateway and the {FAMILY} consumer", interval=0.3)
+    return url, {"gateway": gateway.pid, "consumer": consumer.pid}
+
+
+def start_echo(procs: Processes, namespace: str) -> None:
+    """The echo RPC server (the broker floor), ready to answer."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    echo = procs.spawn("echo", [sys.executable, "-m", "benchmarks.echo", namespace], env)
+
+    def ready() -> bool:
+        if echo.poll() is not None:
+            raise Fatal(f"the echo server exited with {echo.returncode}:\n{procs.log('echo')}")
+        return "ready" in procs.log("echo")
+
+    wait_for(ready, 60, "the echo server")

@@ -1,0 +1,193 @@
+"""What a request asks of the store and the broker, whichever route it came by.
+
+The seed's routes (`routes.py`) and ml-server's own (`resources.py`) differ in
+how they name things and what they answer; the work is the same and is done
+here once: fit, update, predict (parse → coalescer → render), delete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import orjson
+import pandas as pd
+from aiohttp import web
+
+from contracts.errors import InvalidInput
+from contracts.families import FamilyInfo
+from contracts.frames import PARQUET, ParquetCodec, digest_frames, labelled
+from contracts.pandas_json import write_answer, write_array
+from contracts.responses import PredictResponse, StatusResponse
+from contracts.schemas import StatusEvent, TrainHeaders
+from contracts.status import Backend, JobKind
+from contracts.store import TrainingSession
+from contracts.topology import EventKind
+
+from .batching import Answer
+from .requests import Predicting, Training
+from .state import BROKER, COALESCER, RECORDS, SETTINGS
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=str)
+
+
+def respond(data: Any, status: int = 200) -> web.Response:
+    """A JSON answer (already dumped through its response schema)."""
+    return web.Response(body=dumps(data), status=status, content_type="application/json")
+
+
+# ---- fit and update ----------------------------------------------------------------------------
+
+
+def model_key(
+    family: str,
+    name: str | None,
+    x: pd.DataFrame | None,
+    y: pd.DataFrame | None,
+    modkwargs: dict[str, Any],
+    backend: Backend | None = None,
+) -> str:
+    """From the name when given (the seed's behaviour), else from the data and the parameters
+    (and the backend, when one is asked for: the same data stored as ONNX is another model)."""
+    h = hashlib.sha256(family.encode() + b"\0")
+    if name is not None:
+        h.update(b"name\0" + name.encode())
+    else:
+        h.update(b"data\0" + digest_frames(x, y).encode() + json.dumps(modkwargs, sort_keys=True, default=str).encode())
+        if backend is not None:
+            h.update(b"\0backend\0" + backend.value.encode())
+    return f"{family}-{h.hexdigest()[:24]}"
+
+
+def needs_frames(params: dict[str, Any]) -> bool:
+    """A fit needs its data as frames only to name an unnamed model after it."""
+    return params["name"] is None
+
+
+async def fit(app: web.Application, family: FamilyInfo, req: Training) -> tuple[str, TrainingSession, bool]:
+    """(model_key, session, created): a new queued version, or the latest one of a model that exists."""
+    params = req.params
+    family.check_target(req.has_y)
+    family.check_modkwargs(params["modkwargs"])
+    backend = params["backend"]
+    key = model_key(family.name, params["name"], req.x, req.y, params["modkwargs"], backend)
+    body = await req.encoded()
+    stored = {k: params[k] for k in ("modkwargs", "algkwargs", "name", "retrain")}
+    stored["backend"] = backend.value if backend is not None else None  # None: the family's default
+    session, created = await app[RECORDS].submit_fit(family.name, key, params["name"], stored, params["retrain"])
+    if created:
+        await publish(app, family.name, key, session, JobKind.FIT, body, params["modkwargs"], params["algkwargs"], backend)
+    return key, session, created
+
+
+async def update(app: web.Application, family: FamilyInfo, key: str, req: Training) -> TrainingSession:
+    """`partial_fit` on the model's latest done version, as a new version."""
+    if not family.supports_update:
+        raise InvalidInput(f"family {family.name!r} does not support update (partial_fit)")
+    if family.supervised:
+        family.check_target(req.has_y)
+    body = await req.encoded()
+    session = await app[RECORDS].submit_update(family.name, key, {})
+    await publish(app, family.name, key, session, JobKind.UPDATE, body, {}, {})
+    return session
+
+
+async def publish(
+    app: web.Application,
+    family: str,
+    key: str,
+    session: TrainingSession,
+    kind: JobKind,
+    body: bytes,
+    modkwargs: dict[str, Any],
+    algkwargs: dict[str, Any],
+    backend: Backend | None = None,
+) -> None:
+    """Queue the job of a session written as `queued`; the session is marked failed if that can't be done."""
+    job = {
+        "job_id": session.id,
+        "model_key": key,
+        "family": family,
+        "version": session.version,
+        "kind": kind,
+        "modkwargs": modkwargs,
+        "algkwargs": algkwargs,
+        "backend": backend,
+    }
+    try:
+        if len(body) > app[SETTINGS].inline_limit:
+            # Too big for one broker message (RabbitMQ 4 caps them at 16 MiB): by reference.
+            job["payload_id"] = await app[RECORDS].store_payload(session.id, body)
+            body = b""
+        headers = {k: v for k, v in TrainHeaders().dump(job).items() if v is not None}
+        await app[BROKER].publish_job(family, body, headers, kind.value)
+    except Exception as e:
+        # Never a queued session without a message: the caller is told, and so is the store.
+        await app[RECORDS].fail(session.id, f"could not be queued: {getattr(e, 'message', e)}")
+        raise
+
+
+# ---- predict -----------------------------------------------------------------------------------
+
+_PREDICT_RESPONSE = PredictResponse()
+
+
+async def predict(app: web.Application, family: str, req: Predicting) -> web.Response:
+    """A predict's one way: the parsed request to the coalescer, its answer rendered as asked."""
+    p = req.params
+    answer = await app[COALESCER].predict(
+        family, p["model_key"], p["version"], p["kwargs"], req.rows, app[SETTINGS].predict_timeout
+    )
+    return render(req, answer)
+
+
+def render(req: Predicting, answer: Answer) -> web.Response:
+    """Parquet when the request's Accept asks for it, else the seed's `{data, orient}`; the rows
+    labelled like the request's."""
+    labels = req.rows.labels
+    if req.parquet_answer:
+        if labels is None:
+            return web.Response(body=answer.parquet(), content_type=PARQUET)
+        frame = labelled(answer.table, labels, req.rows.label_names)
+        return web.Response(body=ParquetCodec.encode(frame), content_type=PARQUET)
+    orient = req.params["orient"]
+    data = write_array(answer.table) if req.params["as_array"] else write_answer(answer.table, labels, orient)
+    return respond(_PREDICT_RESPONSE.dump({"data": data, "orient": orient}))
+
+
+# ---- status and delete ---------------------------------------------------------------------------
+
+
+def status_body(model: Any, session: Any) -> dict[str, Any]:
+    """A version's status, flat, as the event stream sends it."""
+    body: dict[str, Any] = StatusResponse().dump(
+        {
+            "model_key": model.model_key,
+            "family": model.family,
+            "name": model.name,
+            "status": session.status,
+            "version": session.version,
+            "kind": session.kind,
+            "base_version": session.base_version,
+            "error": session.error,
+            "rows": session.rows,
+            "attempts": session.attempts,
+            "worker": session.worker,
+            "created_at": session.created_at,
+            "started_at": session.started_at,
+            "finished_at": session.finished_at,
+        }
+    )
+    return body
+
+
+async def delete(app: web.Application, family: str, key: str) -> int:
+    """Delete the model and every version; consumers drop it from memory on the event."""
+    n = await app[RECORDS].delete(family, key)
+    await app[BROKER].publish_event(
+        family, key, StatusEvent().dump({"event": EventKind.DELETED, "model_key": key, "family": family})
+    )
+    return n
