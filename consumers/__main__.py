@@ -8,6 +8,7 @@ import signal
 import sys
 
 from contracts import frames, logs, schema
+from contracts.loops import event_loop
 from contracts.settings import Settings, SettingsError
 
 from . import metrics
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ml-server-consumer: {e}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
-    return asyncio.run(_serve(settings, families))
+    with asyncio.Runner(loop_factory=event_loop) as runner:
+        return runner.run(_serve(settings, families))
 
 
 async def _serve(settings: Settings, families: list[tuple[Family, str]]) -> int:

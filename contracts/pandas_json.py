@@ -210,7 +210,7 @@ def _labels(keys: list[Any]) -> list[Any] | None:
 
 
 def _table(names: list[str], columns: list[np.ndarray]) -> pa.Table:
-    return pa.Table.from_arrays([pa.array(c) for c in columns], names=names)
+    return pa.Table.from_arrays([pa.array(c, type=pa.float64()) for c in columns], names=names)
 
 
 def _columns(parsed: Any) -> Rows | None:

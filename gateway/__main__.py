@@ -8,6 +8,7 @@ import sys
 from aiohttp import web
 
 from contracts import logs, schema
+from contracts.loops import event_loop
 from contracts.settings import Settings, SettingsError
 
 from . import auth
@@ -42,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).warning(
             "no ML_SERVER_TOKENS: anyone who can reach %s:%s may fit, predict and delete", settings.host, settings.port
         )
-    web.run_app(make_app(settings), host=settings.host, port=settings.port, print=None, shutdown_timeout=10)
+    web.run_app(
+        make_app(settings), host=settings.host, port=settings.port, print=None, shutdown_timeout=10, loop=event_loop()
+    )
     return 0
 
 
