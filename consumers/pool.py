@@ -83,15 +83,17 @@ class FitPool:
         self.warm = warm
         self._executor: ProcessPoolExecutor | None = None
         self._starting: asyncio.Lock | None = None
+        self._warming: asyncio.Task[ProcessPoolExecutor] | None = None
 
     @property
     def running(self) -> bool:
         return self._executor is not None
 
-    async def start(self) -> None:
-        """Start the forkserver now when the pool is to be kept warm; otherwise the first fit does."""
+    def start(self) -> None:
+        """Kept warm: start the forkserver now, in the background (the consumer does not wait for
+        it); otherwise the first fit starts it."""
         if self.warm:
-            await self._ready()
+            self._warming = asyncio.create_task(self._ready(), context=contextvars.Context())
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a fit process of its own. BrokenProcessPool when that process died."""

@@ -94,7 +94,7 @@ class Consumer:
     # ---- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        await self.pool.start()
+        self.pool.start()
         self.connection = await amqp.connect(
             self.settings.broker_url, f"consumer {self.names} {WORKER}", stopping=self.stopping.is_set
         )

@@ -259,25 +259,71 @@ def rows_from_frame(frame: pd.DataFrame) -> Rows:
 def rows_from_parquet(data: bytes, alone_from: int = 0) -> Rows:
     """The rows of a Parquet body. One of `alone_from` rows or more with no index of its own is
     checked from its footer only: it travels alone, as it came."""
-    schema, n = ParquetCodec.footer(data)
-    check_table(schema.empty_table(), rows=n)
-    if alone_from and n >= alone_from and has_default_index(schema.empty_table()):
+    try:
+        file = pq.ParquetFile(pa.BufferReader(data))  # the footer, read once
+        check_columns(file.metadata.num_columns)
+        schema, n = file.schema_arrow, file.metadata.num_rows
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise DecodeError(f"body is not a readable Parquet file: {e}") from e
+    index = _index_of(schema.metadata or {})
+    if alone_from and n >= alone_from and index is None:
+        check_table(schema.empty_table(), rows=n)
         return Rows(parquet=data, schema=schema, num_rows=n)
-    table = check_table(ParquetCodec.decode_table(data))
-    meta = table.schema.pandas_metadata or {}
-    index = meta.get("index_columns") or []
-    if has_default_index(table):
+    try:
+        table = check_table(file.read(use_threads=len(data) > _THREADED_READ_BYTES))
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise DecodeError(f"body is not a readable Parquet file: {e}") from e
+    _check_pandas_metadata(table)  # refused here as the consumer would refuse it, whatever the size
+    if index is None:
         return Rows(table.replace_schema_metadata(None), parquet=data)
-    if len(index) == 1 and isinstance(index[0], dict):  # a RangeIndex of its own (start, stop, step)
-        r = index[0]
-        labels: list[Any] = list(range(r["start"], r["stop"], r["step"]))
-        return Rows(table.replace_schema_metadata(None), labels, label_names=[r.get("name")])
-    names = [c for c in index if isinstance(c, str)]
+    if isinstance(index, dict):  # a RangeIndex of its own (start, stop, step)
+        labels: list[Any] = list(range(index["start"], index["stop"], index["step"]))
+        return Rows(table.replace_schema_metadata(None), labels, label_names=[index.get("name")])
+    names, label_names = index
     columns = [table.column(c).to_pylist() for c in names]
     labels = columns[0] if len(columns) == 1 else list(zip(*columns))
-    described = {c.get("field_name"): c.get("name") for c in meta.get("columns", []) if isinstance(c, dict)}
-    label_names = [described.get(c) for c in names]
     return Rows(table.drop_columns(names).replace_schema_metadata(None), labels, label_names=label_names)
+
+
+_Index = dict[str, Any] | tuple[list[str], list[str | None]] | None
+
+
+def _index_of(metadata: dict[bytes, bytes]) -> _Index:
+    """What a Parquet file's pandas metadata says of its rows' labels: None (0..n-1, or no metadata),
+    a range of its own, or (index columns, their names). DecodeError when it can't be followed."""
+    raw = metadata.get(b"pandas")
+    return None if raw is None else _index_in(raw)
+
+
+@functools.lru_cache(maxsize=1024)  # a client sends the same metadata again and again
+def _index_in(raw: bytes) -> _Index:
+    try:
+        meta = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise _metadata_error(f"not valid JSON: {e}") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("index_columns", []), list):
+        raise _metadata_error("'index_columns' is not a list")
+    index = meta.get("index_columns") or []
+    if not index:
+        return None
+    if len(index) == 1 and isinstance(index[0], dict):
+        r = index[0]
+        if r.get("kind") != "range" or not all(type(r.get(k)) is int for k in ("start", "stop", "step")) or r["step"] == 0:
+            raise _metadata_error("'index_columns' holds something that is neither a column name nor a range")
+        if r["start"] == 0 and r["step"] == 1 and r.get("name") is None:
+            return None
+        return dict(r)
+    if not all(isinstance(c, str) for c in index):
+        raise _metadata_error("'index_columns' holds something that is neither a column name nor a range")
+    described = {c.get("field_name"): c.get("name") for c in meta.get("columns") or [] if isinstance(c, dict)}
+    return list(index), [None if described.get(c) is None else str(described.get(c)) for c in index]
+
+
+def _metadata_error(problem: str) -> DecodeError:
+    return DecodeError(
+        f"x: the Parquet file's `pandas` schema metadata is malformed ({problem})",
+        fields={"x": [f"malformed `pandas` schema metadata: {problem}"]},
+    )
 
 
 def labelled(table: pa.Table, labels: list[Any], names: list[str | None] | None) -> pd.DataFrame:
@@ -297,16 +343,20 @@ def _check_pandas_metadata(table: pa.Table) -> None:
     if raw is None:
         return
     schema = table.schema
-    problem = _pandas_problem(raw, tuple(schema.names), tuple(map(str, schema.types)), schema)
+    key = (raw, tuple(schema.names), tuple(map(str, schema.types)))
+    if key not in _PANDAS_CHECKED:  # a client sends the same schema again and again
+        if len(_PANDAS_CHECKED) > 1024:
+            _PANDAS_CHECKED.clear()
+        _PANDAS_CHECKED[key] = _pandas_problem(raw, key[1], schema)
+    problem = _PANDAS_CHECKED[key]
     if problem:
-        raise DecodeError(
-            f"x: the Parquet file's `pandas` schema metadata is malformed ({problem})",
-            fields={"x": [f"malformed `pandas` schema metadata: {problem}"]},
-        )
+        raise _metadata_error(problem)
 
 
-@functools.lru_cache(maxsize=256)  # a client sends the same schema again and again
-def _pandas_problem(raw: bytes, names: tuple[str, ...], types: tuple[str, ...], schema: pa.Schema) -> str | None:
+_PANDAS_CHECKED: dict[tuple[bytes, tuple[str, ...], tuple[str, ...]], str | None] = {}
+
+
+def _pandas_problem(raw: bytes, names: tuple[str, ...], schema: pa.Schema) -> str | None:
     try:
         meta = orjson.loads(raw)
     except orjson.JSONDecodeError as e:

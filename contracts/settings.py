@@ -162,7 +162,8 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
         "ML_SERVER_FIT_POOL_WARM",
         _bool,
         "false",
-        "start a consumer's fit processes' server (scikit-learn imported once) at start instead of at the first fit",
+        "start a consumer's fit processes' server (scikit-learn imported once) in the background at start instead of "
+        "at the first fit (`ml-server run` sets it)",
     ),
     "handover_after": (
         "ML_SERVER_HANDOVER_AFTER",

@@ -144,6 +144,8 @@ def _run(families_arg: str | None, per_family: bool) -> int:
     else:
         families = list(settings.families or BUILTIN)
     env["ML_SERVER_FAMILIES"] = ",".join(expected(families))
+    # Local use: the fit processes' server starts in the background, so that the first fit does not wait for it.
+    env.setdefault("ML_SERVER_FIT_POOL_WARM", "true")
 
     commands = {"gateway": [sys.executable, "-m", "gateway"], **consumer_commands(families, per_family)}
     consumers = [name for name in commands if name != "gateway"]

@@ -113,7 +113,7 @@ def test_fit_processes_start_on_demand_or_warm(fresh_stack: Stack) -> None:
     assert len(fit_processes(below)) >= 1, below
 
     warm = s.start_consumer("linreg", ML_SERVER_FIT_POOL_WARM="true")
-    assert len(fit_processes(descendants(warm.pid))) >= 1, descendants(warm.pid)
+    wait_for(lambda: len(fit_processes(descendants(warm.pid))) >= 1, 30, what="the warm consumer's forkserver, before any fit")
 
 
 def test_readiness_waits_for_a_consumer_on_every_expected_family(fresh_stack: Stack) -> None:
