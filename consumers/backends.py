@@ -34,6 +34,7 @@ import joblib
 import pandas as pd
 import sklearn
 
+from contracts.columns import InputSchema
 from contracts.errors import ArtifactIncompatible
 from contracts.status import Backend
 
@@ -57,19 +58,23 @@ def dump(
     backend: Backend = Backend.JOBLIB,
     *,
     x: pd.DataFrame | None = None,
+    schema: InputSchema | None = None,
     methods: Sequence[str] = ("predict",),
     keep_state: bool = False,
+    trusted: Collection[str] | None = None,
 ) -> bytes:
-    """Serialize a fitted estimator. ONNX needs the training frame `x` (to export and
-    check the graph) and the predict `methods` to offer; `keep_state` also stores the
-    estimator (as skops) for later updates. ExportError when ONNX can't represent it."""
+    """Serialize a fitted model. ONNX needs the (conformed) training frame `x` and its `schema`
+    (to export and check the graph) and the predict `methods` to offer; `keep_state` also stores
+    the model (as skops) for later updates. ExportError when ONNX can't represent it."""
     backend = Backend(backend)
     if backend is Backend.SKOPS:
-        return _skops_dumps(estimator)
+        blob = _skops_dumps(estimator)
+        _skops_check(blob, trusted)  # refused now, at fit, rather than at every load
+        return blob
     if backend is Backend.ONNX:
         if x is None:
             raise ArtifactError("an ONNX export needs the training frame")
-        return onnx_models.export(estimator, x, methods, _skops_dumps(estimator) if keep_state else None)
+        return onnx_models.export(estimator, x, schema, methods, _skops_dumps(estimator) if keep_state else None)
     buf = io.BytesIO()
     joblib.dump(estimator, buf)
     payload = buf.getvalue()
@@ -171,18 +176,24 @@ def _skops_dumps(estimator: Any) -> bytes:
 
 
 def _skops_load(blob: bytes, trusted: Collection[str]) -> Any:
-    sio = _skops()
+    named = _skops_check(blob, trusted)
+    return _skops().loads(blob, trusted=named)
+
+
+def _skops_check(blob: bytes, trusted: Collection[str] | None) -> list[str]:
+    """The types a skops blob names that skops does not trust by itself; ArtifactIncompatible when one
+    is not on `trusted` (None: no check)."""
     try:
-        named = sio.get_untrusted_types(data=blob)
+        named: list[str] = _skops().get_untrusted_types(data=blob)
     except Exception as e:  # not a skops file at all
         raise ArtifactError(f"not a skops artifact: {type(e).__name__}: {e}") from e
-    refused = sorted(set(named) - set(trusted))
+    refused = sorted(set(named) - set(trusted)) if trusted is not None else []
     if refused:
         raise ArtifactIncompatible(
             f"the skops artifact holds types this server does not trust: {refused}; refusing to load it "
             "(a family that needs its own types lists them in Family.trusted_types)"
         )
-    return sio.loads(blob, trusted=named)
+    return named
 
 
 def _onnx(blob: bytes) -> onnx_models.OnnxModel:

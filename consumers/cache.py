@@ -16,15 +16,23 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.columns import InputSchema
+
 from .metrics import CACHE_LOOKUPS
 
 
 @dataclass
 class Loaded:
-    estimator: Any
+    estimator: Any  # the model: its preprocessing and estimator (an OnnxModel for ONNX artifacts)
     meta: dict[str, Any]
     version: int
     backend: str = "joblib"
+    schema: InputSchema | None = None  # None: a version stored before input schemas were recorded
+
+    @property
+    def array_ready(self) -> bool:
+        """Complete numeric rows may go straight to the estimator (see `preprocess.array_ready`)."""
+        return bool(self.meta.get("array_ready", self.schema is None))
 
 
 class ModelCache:

@@ -75,6 +75,10 @@ class Family:
     # The estimator predicts on a plain numeric array as well as on the DataFrame it was fitted
     # on (no column selection by name inside): numeric frames then skip pandas on the predict path.
     array_input: bool = False
+    # How text columns are encoded before the estimator (`preprocess`): "onehot", or "ordinal" (trees).
+    encoding: str = "onehot"
+    # A tree ensemble: ordinal codes of text columns are categories to it (HistGradientBoosting's own).
+    trees: bool = False
 
     def build(self, modkwargs: dict[str, Any]) -> Any:
         return self.factory(**{**self.defaults, **modkwargs})
@@ -122,6 +126,8 @@ _ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
     "kmeans": ("sklearn.cluster:KMeans", {"n_init": "auto"}),
 }
 
+_TREES = frozenset({"forest", "gbm"})
+
 # Every built-in estimator takes a numeric array as it takes the frame it was fitted on.
 BUILTIN: dict[str, Family] = {
     info.name: Family(
@@ -132,6 +138,8 @@ BUILTIN: dict[str, Family] = {
         methods=info.methods,
         defaults=_ESTIMATORS[info.name][1],
         array_input=True,
+        encoding="ordinal" if info.name in _TREES else "onehot",
+        trees=info.name in _TREES,
     )
     for info in catalog.BUILTIN.values()
 }
@@ -146,6 +154,14 @@ SKOPS_TRUSTED: frozenset[str] = frozenset(
         "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",  # nn, nnreg (solver="sgd")
         "sklearn.tree._tree.Tree",  # forest
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # gbm
+        # the preprocessing every model carries (consumers/preprocess.py)
+        "numpy.dtype",  # the encoders' output dtype
+        "sklearn.pipeline.Pipeline",
+        "sklearn.compose._column_transformer.ColumnTransformer",
+        "sklearn.impute._base.SimpleImputer",
+        "sklearn.impute._base.MissingIndicator",
+        "sklearn.preprocessing._encoders.OneHotEncoder",
+        "sklearn.preprocessing._encoders.OrdinalEncoder",
     }
 )
 

@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.columns import InputSchema, check_target, check_update, conform, infer
 from contracts.errors import MLServerError
 from contracts.frames import decode_training
 from contracts.status import Backend
 
-from . import backends
+from . import backends, preprocess
 from .families import Family, load_family
 
 
@@ -41,47 +42,59 @@ def _target(family: Family, y: pd.DataFrame | None) -> Any:
         if family.supervised:
             raise JobError(f"family {family.name!r} needs a target: send y")
         return None
-    return y.iloc[:, 0].to_numpy() if y.shape[1] == 1 else y.to_numpy()
+    check_target(y)
+    # Labels as they come: text and category targets stay text (answered in the same labels).
+    values = y.astype(object) if any(isinstance(t, pd.CategoricalDtype) for t in y.dtypes) else y
+    return values.iloc[:, 0].to_numpy() if y.shape[1] == 1 else values.to_numpy()
 
 
 def _meta(
-    estimator: Any, x: pd.DataFrame, y: pd.DataFrame | None, yv: Any, started: float, versions: dict[str, str]
+    model: Any, schema: InputSchema, x: pd.DataFrame, y: pd.DataFrame | None, yv: Any, started: float, versions: dict[str, str]
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
-        "features": list(x.columns),
+        "features": schema.names,
         "dtypes": {c: str(t) for c, t in x.dtypes.items()},
+        "schema": schema.as_list(),
+        "preprocessing": preprocess.describe(model),
+        "array_ready": preprocess.array_ready(model),
         "targets": list(y.columns) if y is not None else [],
         "fit_seconds": round(time.perf_counter() - started, 6),
         "versions": versions,
     }
-    if hasattr(estimator, "classes_"):
-        classes = np.asarray(estimator.classes_)
+    if hasattr(model, "classes_"):
+        classes = np.asarray(model.classes_)
         meta["classes"] = [str(c) for c in classes.ravel()]
         meta["classes_dtype"] = str(classes.dtype)
-    if hasattr(estimator, "score"):
+    if hasattr(model, "score"):
         # On at most SCORE_ROWS evenly spaced training rows: a courtesy must not cost a second fit's time.
         step = max(1, len(x) // SCORE_ROWS)
         xs, ys = (x.iloc[::step], yv[::step] if yv is not None else None) if step > 1 else (x, yv)
         try:
-            meta["score"] = float(estimator.score(xs, ys) if ys is not None else estimator.score(xs))
+            meta["score"] = float(model.score(xs, ys) if ys is not None else model.score(xs))
         except Exception:  # a score is a courtesy, not part of the fit
             pass
     return meta
 
 
 def _run(spec: str, body: bytes, key: bytes, backend: str, call: Any) -> Result:
+    """Decode the job's frames, let `call(family, x, yv)` make the model, and store it."""
     try:
         family = load_family(spec)
         x, y = decode_training(body)
         yv = _target(family, y)
         started = time.perf_counter()
-        estimator = call(family, x, yv)
-        if hasattr(estimator, "feature_names_in_"):  # the order predicts must use (ONNX inputs are positional)
-            x = x[[str(f) for f in estimator.feature_names_in_]]
-        meta = _meta(estimator, x, y, yv, started, backends.versions(backend, family.supports_update))
+        model, schema, conformed = call(family, x, yv)
+        meta = _meta(model, schema, conformed, y, yv, started, backends.versions(backend, family.supports_update))
         exporting = time.perf_counter()
         artifact = backends.dump(
-            estimator, key, Backend(backend), x=x, methods=family.methods, keep_state=family.supports_update
+            model,
+            key,
+            Backend(backend),
+            x=conformed,
+            schema=schema,
+            methods=family.methods,
+            keep_state=family.supports_update,
+            trusted=family.trusted(),
         )
         if backend == Backend.ONNX:
             meta["export_seconds"] = round(time.perf_counter() - exporting, 6)
@@ -102,10 +115,16 @@ def fit(
     key: bytes,
     backend: str = Backend.JOBLIB.value,
 ) -> Result:
-    def call(family: Family, x: pd.DataFrame, yv: Any) -> Any:
-        family.info().check_modkwargs(modkwargs)  # as the gateway does once the family is registered
-        estimator = family.build(modkwargs)
-        return estimator.fit(x, yv, **algkwargs) if yv is not None else estimator.fit(x, **algkwargs)
+    def call(family: Family, x: pd.DataFrame, yv: Any) -> tuple[Any, InputSchema, pd.DataFrame]:
+        opts, estimator_kwargs = preprocess.options(modkwargs)
+        family.info().check_modkwargs(estimator_kwargs)  # as the gateway does once the family is registered
+        schema = infer(x)
+        conformed = conform(x, schema)
+        onnx = backend == Backend.ONNX.value
+        model = preprocess.pipeline(schema, family.build(estimator_kwargs), family.encoding, opts, family.trees, onnx)
+        params = preprocess.fit_params(model, algkwargs)
+        model.fit(conformed, yv, **params) if yv is not None else model.fit(conformed, **params)
+        return model, schema, conformed
 
     return _run(spec, body, key, backend, call)
 
@@ -113,16 +132,19 @@ def fit(
 def update(
     spec: str, body: bytes, base: bytes, backend: str, key: bytes, base_meta: dict[str, Any] | None = None
 ) -> Result:
-    """`partial_fit` on the base version; the new version keeps the base's backend."""
+    """`partial_fit` on the base version, through the base's own preprocessing (fitted at the first fit,
+    never refitted); the new version keeps the base's backend."""
 
-    def call(family: Family, x: pd.DataFrame, yv: Any) -> Any:
-        estimator = backends.load_estimator(
-            base, key, backend, trusted=family.trusted(), versions=(base_meta or {}).get("versions")
-        )
-        features = list(getattr(estimator, "feature_names_in_", x.columns))
-        if sorted(map(str, features)) != sorted(x.columns):
-            raise JobError(f"update data must have the trained columns {features}, got {list(x.columns)}")
-        x = x[[str(f) for f in features]]
-        return estimator.partial_fit(x, yv) if yv is not None else estimator.partial_fit(x)
+    def call(family: Family, x: pd.DataFrame, yv: Any) -> tuple[Any, InputSchema, pd.DataFrame]:
+        meta = base_meta or {}
+        model = backends.load_estimator(base, key, backend, trusted=family.trusted(), versions=meta.get("versions"))
+        if "schema" in meta:
+            schema = InputSchema.from_list(meta["schema"])
+        else:  # a version stored before schemas were recorded: its columns, as numbers
+            schema = infer(x[[str(f) for f in meta.get("features", x.columns)]])
+        check_update(x, schema)
+        conformed = conform(x, schema)
+        preprocess.partial_fit(model, conformed, yv)
+        return model, schema, conformed
 
     return _run(spec, body, key, backend, call)

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.columns import InputSchema
+
 MODEL, MANIFEST, STATE = "model.onnx", "manifest.json", "estimator.skops"
 FORMAT = 1
 
@@ -67,6 +69,8 @@ class OnnxModel:
         self.input: str = manifest["input"]
         self.features: int = manifest["features"]
         self.outputs: dict[str, dict[str, Any]] = dict(manifest["methods"])
+        # A model with text columns takes one input per column: [{"name", "text": bool}], in order.
+        self.inputs: list[dict[str, Any]] | None = manifest.get("inputs")
 
     @property
     def methods(self) -> list[str]:
@@ -80,18 +84,32 @@ class OnnxModel:
     def run(self, method: str, x: pd.DataFrame | np.ndarray, **kwargs: Any) -> np.ndarray:
         if kwargs:
             raise TypeError(f"the ONNX form of this model takes no arguments for {method}, got {sorted(kwargs)}")
-        values = np.ascontiguousarray(x, dtype=np.float32)  # ValueError for non-numeric columns
-        if values.ndim != 2 or values.shape[1] != self.features:
-            raise ValueError(f"expected {self.features} features, got an array of shape {values.shape}")
         spec = self.outputs[method]
         try:
-            (out,) = self.session.run([spec["output"]], {self.input: values})
+            (out,) = self.session.run([spec["output"]], self._feeds(x))
         except Exception as e:  # onnxruntime's own exception types are not ValueError
             raise ValueError(f"onnxruntime: {e}") from e
         out = np.asarray(out)
         if spec["ndim"] == 1 and out.ndim == 2 and out.shape[1] == 1:
             out = out[:, 0]
         return out.astype(spec["dtype"], copy=False)
+
+    def _feeds(self, x: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
+        if self.inputs is None:
+            values = np.ascontiguousarray(x, dtype=np.float32)  # ValueError for non-numeric columns
+            if values.ndim != 2 or values.shape[1] != self.features:
+                raise ValueError(f"expected {self.features} features, got an array of shape {values.shape}")
+            return {self.input: values}
+        if not isinstance(x, pd.DataFrame):
+            raise ValueError("this ONNX model takes a frame (it has text columns)")
+        feeds = {}
+        for spec in self.inputs:
+            column = x[spec["column"]]
+            if spec["text"]:
+                feeds[spec["name"]] = column.to_numpy(dtype=object).reshape(-1, 1)
+            else:
+                feeds[spec["name"]] = column.to_numpy(dtype=np.float32).reshape(-1, 1)
+        return feeds
 
 
 def session(model: bytes) -> Any:
@@ -106,16 +124,27 @@ def session(model: bytes) -> Any:
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def export(estimator: Any, x: pd.DataFrame, methods: Sequence[str], state: bytes | None) -> bytes:
-    """The artifact for `estimator` fitted on `x`, or ExportError saying why there is none."""
+def export(estimator: Any, x: pd.DataFrame, schema: InputSchema | None, methods: Sequence[str], state: bytes | None) -> bytes:
+    """The artifact for `estimator` (a model: its preprocessing and estimator) fitted on the conformed
+    frame `x`, or ExportError saying why there is none. Numbers only: one float input `X`; with text
+    columns, one input per column (float or string), as the model's column transformer selects them."""
     from sklearn.base import is_classifier
     from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    name = type(estimator).__name__
-    options = {id(estimator): {"zipmap": False}} if is_classifier(estimator) else None
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    name = type(final).__name__
+    options = {id(final): {"zipmap": False}} if is_classifier(final) else None
+    inputs: list[dict[str, Any]] | None = None
+    if schema is not None and schema.text:
+        inputs = [{"name": _input_name(c.name), "column": c.name, "text": c.kind.text} for c in schema.columns]
+        types = [(i["name"], StringTensorType([None, 1]) if i["text"] else FloatTensorType([None, 1])) for i in inputs]
+        if any(i["name"] != i["column"] for i in inputs):
+            raise ExportError(f"{name} could not be exported to ONNX: column names must be usable as ONNX input names")
+    else:
+        types = [("X", FloatTensorType([None, x.shape[1]]))]
     try:
-        graph = to_onnx(estimator, initial_types=[("X", FloatTensorType([None, x.shape[1]]))], options=options)
+        graph = to_onnx(estimator, initial_types=types, options=options)
         model = graph.SerializeToString()
         sess = session(model)
     except Exception as e:
@@ -132,6 +161,8 @@ def export(estimator: Any, x: pd.DataFrame, methods: Sequence[str], state: bytes
     if "predict" not in offered:
         raise ExportError(f"{name} could not be exported to ONNX: its graph has no prediction output (outputs {names})")
     manifest = {"format": FORMAT, "input": sess.get_inputs()[0].name, "features": x.shape[1], "methods": offered}
+    if inputs is not None:
+        manifest["inputs"] = inputs
     _check(expected, OnnxModel(sess, manifest), sample, name)
 
     buf = io.BytesIO()
@@ -141,6 +172,11 @@ def export(estimator: Any, x: pd.DataFrame, methods: Sequence[str], state: bytes
         if state is not None:
             z.writestr(STATE, state)
     return buf.getvalue()
+
+
+def _input_name(column: str) -> str:
+    """A column's ONNX input name: the column name itself (the column transformer selects by it)."""
+    return column
 
 
 def load(blob: bytes) -> OnnxModel:

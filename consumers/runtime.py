@@ -21,11 +21,12 @@ import pyarrow as pa
 from marshmallow import ValidationError
 
 from contracts import logs
+from contracts.columns import InputSchema, conform
 from contracts.errors import InvalidInput
 from contracts.frames import ParquetCodec, check_table, has_default_index, normalize, numeric_matrix
 from contracts.schemas import PredictHeaders
 
-from . import backends, metrics
+from . import backends, metrics, preprocess
 from .cache import Loaded, ModelCache, Resolutions
 from .families import Family
 from .records import Records
@@ -80,7 +81,8 @@ class Runtime:
                 trusted=self.family.trusted(),
                 versions=art.meta.get("versions"),
             )
-            loaded = Loaded(estimator, art.meta, where.version, art.backend)
+            schema = InputSchema.from_list(art.meta["schema"]) if "schema" in art.meta else None
+            loaded = Loaded(estimator, art.meta, where.version, art.backend, schema)
             self.cache.put(cache_key, loaded)
         return loaded
 
@@ -107,17 +109,21 @@ def predict_table(family: Family, loaded: Loaded, table: pa.Table, method: str, 
     _check_method(family, loaded, method)
     default_index = has_default_index(table)
     features = loaded.meta.get("features")
-    if family.array_input and default_index and features and table.num_rows:
+    numeric = loaded.schema is None or loaded.schema.numeric
+    if family.array_input and numeric and default_index and features and table.num_rows:
         names = table.column_names
         if names != features and len(names) == len(features) and set(names) == set(features):
             table = table.select(features)
             names = features
         matrix = numeric_matrix(table) if names == features else None
         if matrix is not None:
+            model = loaded.estimator
+            if loaded.array_ready and loaded.backend != "onnx" and not np.isnan(matrix).any():
+                model = preprocess.estimator_of(model)  # complete numbers: the imputer would change nothing
             with warnings.catch_warnings():
                 # Fitted on a frame, asked on its array: the columns were matched above.
                 warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)
-                out = _run(loaded, method, matrix, kwargs)
+                out = _call(model, method, matrix.astype(np.float64, copy=False), kwargs)
             labels = _labels(loaded, method, out)
             if all(isinstance(label, str) for label in labels):
                 columns = [out] if out.ndim == 1 else list(out.T)
@@ -130,16 +136,16 @@ def predict_table(family: Family, loaded: Loaded, table: pa.Table, method: str, 
 
 
 def predict(family: Family, loaded: Loaded, x: pd.DataFrame, method: str, kwargs: dict[str, Any]) -> pd.DataFrame:
-    """Run one predict method on a frame; the answer is a frame indexed like x."""
+    """Run one predict method on a frame, read against the version's input schema; the answer is a
+    frame indexed like x."""
     _check_method(family, loaded, method)
     features = loaded.meta.get("features", list(x.columns))
-    if list(x.columns) != features:
-        if sorted(x.columns) != sorted(features):
-            raise InvalidInput(
-                f"x has columns {list(x.columns)}; the model was trained on {features}",
-                fields={"x": [f"expected columns {features}"]},
-            )
-        x = x[features]
+    if sorted(map(str, x.columns)) != sorted(features):
+        raise InvalidInput(
+            f"x has columns {list(x.columns)}; the model was trained on {features}",
+            fields={"x": [f"expected columns {features}"]},
+        )
+    x = conform(x, loaded.schema) if loaded.schema is not None else x[features]
     out = _run(loaded, method, x, kwargs)
     labels = _labels(loaded, method, out)
     if out.ndim == 1:
@@ -158,8 +164,12 @@ def _check_method(family: Family, loaded: Loaded, method: str) -> None:
 
 
 def _run(loaded: Loaded, method: str, x: Any, kwargs: dict[str, Any]) -> np.ndarray:
+    return _call(loaded.estimator, method, x, kwargs)
+
+
+def _call(model: Any, method: str, x: Any, kwargs: dict[str, Any]) -> np.ndarray:
     try:
-        return np.asarray(getattr(loaded.estimator, method)(x, **kwargs))
+        return np.asarray(getattr(model, method)(x, **kwargs))
     except (ValueError, TypeError) as e:
         raise InvalidInput(f"{method} failed on this input: {e}", fields={"x": [str(e)]}) from e
 

@@ -21,6 +21,8 @@ NAME = re.compile(NAME_PATTERN)
 # Paths the gateway serves itself; a family can't be named like them.
 RESERVED = frozenset({"families", "models", "healthz", "readyz", "metrics", "docs", "events", "ui"})
 PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
+# The modkwargs key of the model's preprocessing options (consumers/preprocess.py): not an estimator parameter.
+PREPROCESSING = "preprocessing"
 CLASSIFIER_METHODS = ("predict", "predict_proba")
 
 
@@ -45,7 +47,7 @@ class FamilyInfo:
 
     def check_modkwargs(self, modkwargs: Mapping[str, Any]) -> None:
         """InvalidInput naming every parameter the estimator does not take (nothing to check without `params`)."""
-        unknown = sorted(set(modkwargs) - set(self.params))
+        unknown = sorted(set(modkwargs) - set(self.params) - {PREPROCESSING})
         if unknown and self.params:
             raise InvalidInput(
                 f"modkwargs: {self.name} has no parameter {', '.join(map(repr, unknown))}; "

@@ -466,28 +466,6 @@ def decode_training(data: bytes) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     return x, y
 
 
-def training_targets(data: bytes) -> list[str]:
-    """The target columns of a training file, checked like `decode_training` but from the
-    Parquet footer alone: no data is read, so a valid file can be passed on as it is."""
-    try:
-        footer = pq.ParquetFile(pa.BufferReader(data))
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise DecodeError(f"body is not a readable Parquet file: {e}") from e
-    schema = footer.schema_arrow
-    metadata = schema.metadata or {}
-    targets = _names(metadata, TARGET_METADATA_KEY)
-    if TARGET_NAMES_METADATA_KEY in metadata and len(_names(metadata, TARGET_NAMES_METADATA_KEY)) != len(targets):
-        raise DecodeError(f"schema metadata {TARGET_NAMES_METADATA_KEY.decode()!r} must name every target column")
-    index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
-    columns = [f for f in schema if f.name not in index]
-    missing = [t for t in targets if t not in {f.name for f in columns}]
-    if missing:
-        raise DecodeError(f"target columns {missing} named in the metadata are not in the file", fields={"y": missing})
-    x = [f for f in columns if f.name not in targets]
-    check_table(pa.schema(x).empty_table(), "x", rows=footer.metadata.num_rows)
-    return targets
-
-
 def _names(metadata: dict[bytes, bytes], key: bytes) -> list[str]:
     try:
         names = json.loads(metadata.get(key, b"[]"))

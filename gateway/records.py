@@ -122,6 +122,25 @@ class Records:
 
         return await retry_on_conflict(attempt)
 
+    async def schema(self, family: str, model_key: str) -> list[dict[str, Any]] | None:
+        """The recorded input schema of the model's latest done version (None before schemas were recorded);
+        NotFound for an unknown model, NotTrained / TrainingFailed when no version is done."""
+        async with self.sessions() as db:
+            model = await self._model(db, family, model_key)
+            meta = (
+                await db.execute(
+                    select(Artifact.meta)
+                    .join(TrainingSession, TrainingSession.id == Artifact.session_id)
+                    .where(TrainingSession.model_id == model.id, TrainingSession.status == Status.DONE)
+                    .order_by(TrainingSession.version.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        if meta is None:
+            return None  # no done version: submit_update says why
+        schema = meta.get("schema")
+        return list(schema) if isinstance(schema, list) else None
+
     async def store_payload(self, session_id: int, data: bytes) -> int:
         async with self.sessions.begin() as db:
             payload = Payload(session_id=session_id, data=data, size=len(data))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,6 @@ from contracts.frames import (
     decode_training,
     encode_training,
     rows_from_parquet,
-    training_targets,
 )
 from contracts.pandas_json import read_rows
 from contracts.schemas import PredictParams, PredictRequest
@@ -154,19 +153,15 @@ async def training(
     what: str,
     json_schema: Schema,
     params_schema: type[Schema],
-    needs_frames: Callable[[dict[str, Any]], bool],
     extra: Mapping[str, str] | None = None,
 ) -> Training:
-    """`needs_frames(params)`: whether the handler needs the data as frames. When it does not,
-    a Parquet body is checked from its footer and queued as it came, never decoded here."""
+    """Parameters and frames of a fit or update. A Parquet body is read (to check what is in it) and
+    queued as it came."""
     if kind(request) == PARQUET:
         params = query(params_schema, request, extra)
         raw = await body(request, what)
-        if not needs_frames(params):
-            targets = training_targets(raw)
-            return Training(params, bool(targets), parquet=raw)
         x, y = await asyncio.to_thread(decode_training, raw)
-        return Training(params, y is not None, x, y)
+        return Training(params, y is not None, x, y, parquet=raw)
     data = await json_fields(request, json_schema, what, extra)
     x, y = data.pop("x"), data.pop("y", None)
     return Training(data, y is not None, x, y)

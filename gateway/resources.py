@@ -118,7 +118,7 @@ async def families(request: web.Request) -> web.Response:
 async def fit(request: web.Request) -> web.Response:
     """Train: 202 with the queued version, or 200 with the latest one when the model exists and no retrain."""
     family = await family_of(request)
-    req = await requests.training(request, "fit", FitRequest(), FitParams, service.needs_frames)
+    req = await requests.training(request, "fit", FitRequest(), FitParams)
     key, session, created = await service.fit(request.app, family, req)
     body = _TRAIN.dump({"model_key": key, "status": session.status, "version": session.version})
     return service.respond(body, status=202 if created else 200)
@@ -168,7 +168,7 @@ async def update(request: web.Request) -> web.Response:
     """`partial_fit` on the latest done version: 202 with the new version."""
     key = _key(request)
     family = await _family_of_model(request, key)
-    req = await requests.training(request, "update", UpdateRequest(), UpdateParams, lambda p: False, extra={"model_key": key})
+    req = await requests.training(request, "update", UpdateRequest(), UpdateParams, extra={"model_key": key})
     session = await service.update(request.app, family, key, req)
     return service.respond(_TRAIN.dump({"model_key": key, "status": session.status, "version": session.version}), status=202)
 

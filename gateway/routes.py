@@ -53,7 +53,7 @@ async def fit(request: web.Request) -> web.Response:
     """sklearn `fit`: `200 {status, model_key}`: the new version queued, or the model as it is when it
     exists and no `retrain` was asked for."""
     family = await family_of(request)
-    req = await requests.training(request, "fit", FitRequest(), FitParams, service.needs_frames)
+    req = await requests.training(request, "fit", FitRequest(), FitParams)
     key, session, _ = await service.fit(request.app, family, req)
     return service.respond(_TRAIN.dump({"status": session.status.seed, "model_key": key}))
 
@@ -69,7 +69,7 @@ async def predict(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     """`partial_fit` on the latest version, queued as a new version: `200 {status, model_key}`."""
     family = await family_of(request)
-    req = await requests.training(request, "update", UpdateRequest(), UpdateParams, lambda p: False)
+    req = await requests.training(request, "update", UpdateRequest(), UpdateParams)
     key = req.params["model_key"]
     session = await service.update(request.app, family, key, req)
     return service.respond(_TRAIN.dump({"status": session.status.seed, "model_key": key}))

@@ -15,6 +15,7 @@ import orjson
 import pandas as pd
 from aiohttp import web
 
+from contracts.columns import InputSchema, check_target, check_update, infer
 from contracts.errors import InvalidInput
 from contracts.families import FamilyInfo
 from contracts.frames import PARQUET, ParquetCodec, digest_frames, labelled
@@ -62,16 +63,16 @@ def model_key(
     return f"{family}-{h.hexdigest()[:24]}"
 
 
-def needs_frames(params: dict[str, Any]) -> bool:
-    """A fit needs its data as frames only to name an unnamed model after it."""
-    return params["name"] is None
-
-
 async def fit(app: web.Application, family: FamilyInfo, req: Training) -> tuple[str, TrainingSession, bool]:
-    """(model_key, session, created): a new queued version, or the latest one of a model that exists."""
+    """(model_key, session, created): a new queued version, or the latest one of a model that exists.
+    What no model could learn from is refused here (422), before anything is queued."""
     params = req.params
     family.check_target(req.has_y)
     family.check_modkwargs(params["modkwargs"])
+    assert req.x is not None
+    infer(req.x)  # every column learnable: not all missing, one kind of value, not too many levels
+    if req.y is not None:
+        check_target(req.y)
     backend = params["backend"]
     key = model_key(family.name, params["name"], req.x, req.y, params["modkwargs"], backend)
     body = await req.encoded()
@@ -89,6 +90,12 @@ async def update(app: web.Application, family: FamilyInfo, key: str, req: Traini
         raise InvalidInput(f"family {family.name!r} does not support update (partial_fit)")
     if family.supervised:
         family.check_target(req.has_y)
+    assert req.x is not None
+    if req.y is not None:
+        check_target(req.y)
+    schema = await app[RECORDS].schema(family.name, key)
+    if schema is not None:  # the encoders of the first fit stay: the same columns, no new categories
+        check_update(req.x, InputSchema.from_list(schema))
     body = await req.encoded()
     session = await app[RECORDS].submit_update(family.name, key, {})
     await publish(app, family.name, key, session, JobKind.UPDATE, body, {}, {})

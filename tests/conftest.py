@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from contracts import schema
+from contracts.families import BUILTIN
 
 from .stack import POSTGRES_URL, Stack
 
@@ -67,7 +68,7 @@ def empty_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-STANDARD_FAMILIES = ("logreg", "linreg", "nn", "sgd", "kmeans")
+STANDARD_FAMILIES = tuple(BUILTIN)  # one consumer process serves them all
 
 
 @pytest.fixture(scope="session")

@@ -228,7 +228,7 @@ def test_concurrent_predicts_are_coalesced_and_each_gets_its_own_rows(stack: Sta
     sizes = [1 + i % 5 for i in range(requests_sent)]
     starts = np.cumsum([0, *sizes[:-1]])
     frames = [x.iloc[s : s + n].reset_index(drop=True) for s, n in zip(starts, sizes)]
-    frames[13] = frames[13].assign(a=np.nan)  # one bad request among them
+    frames[13] = frames[13].assign(a=np.inf)  # one bad request among them (a missing value would be imputed)
     answers: dict[int, requests.Response] = {}
     before = _batch_counts(stack)
 
