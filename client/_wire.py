@@ -222,9 +222,11 @@ def _read_parquet_prediction(body: bytes) -> pd.DataFrame:
     return ParquetCodec.decode(body, what="prediction")
 
 
-def predict(fmt: Format, model_key: str, x: Any, *, version: int | None, kwargs: dict[str, Any]) -> Call:
+def predict(
+    fmt: Format, model_key: str, x: Any, *, version: int | None, kwargs: dict[str, Any], alias: str | None = None
+) -> Call:
     xf = as_frame(x)
-    fields: dict[str, Any] = {"version": version, "kwargs": kwargs or None}
+    fields: dict[str, Any] = {"version": version, "alias": alias, "kwargs": kwargs or None}
     path = f"/models/{model_key}/predict"
     if fmt == "parquet":
         headers = {"Content-Type": PARQUET, "Accept": PARQUET}
@@ -265,3 +267,49 @@ def models(filters: Mapping[str, Any]) -> Call:
 
 def families() -> Call:
     return Call("GET", "/families", read=lambda body: json.loads(body)["families"])
+
+
+# ---- the registry -------------------------------------------------------------
+
+
+def model(model_key: str) -> Call:
+    return Call("GET", f"/models/{model_key}")
+
+
+def set_alias(model_key: str, alias: str, version: int) -> Call:
+    body, headers = _body({"version": version})
+    return Call("PUT", f"/models/{model_key}/aliases/{alias}", body=body, headers=headers)
+
+
+def remove_alias(model_key: str, alias: str) -> Call:
+    return Call("DELETE", f"/models/{model_key}/aliases/{alias}")
+
+
+def edit_model(model_key: str, changes: Mapping[str, Any]) -> Call:
+    """`PATCH /models/{model_key}`: only the fields given (`serving=None` clears the serving alias)."""
+    body = json.dumps(dict(changes)).encode()
+    return Call("PATCH", f"/models/{model_key}", body=body, headers={"Content-Type": JSON})
+
+
+def edit_version(model_key: str, version: int, changes: Mapping[str, Any]) -> Call:
+    body = json.dumps(dict(changes)).encode()
+    return Call("PATCH", f"/models/{model_key}/versions/{version}", body=body, headers={"Content-Type": JSON})
+
+
+def history(model_key: str, version: int | None) -> Call:
+    return Call("GET", f"/models/{model_key}/history", _query({"version": version}), read=lambda body: json.loads(body)["history"])
+
+
+def import_model(
+    file: bytes,
+    *,
+    family: str | None = None,
+    model_key: str | None = None,
+    name: str | None = None,
+    features: list[str] | None = None,
+    types: dict[str, str] | None = None,
+) -> Call:
+    """A skops file or an ONNX graph as a new model of `family`, or as the next version of `model_key`."""
+    path = f"/models/{model_key}/import" if model_key is not None else f"/families/{family}/models/import"
+    params = _query({"name": name, "features": features, "types": types})
+    return Call("POST", path, params, file, {"Content-Type": "application/octet-stream"})

@@ -85,12 +85,14 @@ async def predict(
     *,
     kwargs: dict[str, Any] | None = None,
     version: int | None = None,
+    alias: str | None = None,
     timeout: float = 30.0,
     namespace: str = "ml-server",
 ) -> pd.DataFrame:
-    """One predict as an RPC: our own exclusive reply queue, a correlation id, a deadline."""
+    """One predict as an RPC: our own exclusive reply queue, a correlation id, a deadline. `version` or
+    `alias` (the `x-alias` header) picks the version."""
     topology = Topology(namespace)
-    headers = PredictHeaders().dump({"model_key": model_key, "version": version, "kwargs": kwargs or {}})
+    headers = PredictHeaders().dump({"model_key": model_key, "version": version, "alias": alias, "kwargs": kwargs or {}})
     correlation_id = uuid.uuid4().hex
     connection = await aio_pika.connect(broker_url)
     async with connection:

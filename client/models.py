@@ -16,6 +16,7 @@ earlier versions still work.
 from __future__ import annotations
 
 import asyncio
+import os
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
@@ -40,7 +41,71 @@ def _headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-class ModelClient:
+def _read_file(file: bytes | str | os.PathLike[str]) -> bytes:
+    if isinstance(file, bytes):
+        return file
+    with open(file, "rb") as f:
+        return f.read()
+
+
+class _Registry:
+    """The registry's verbs, shared by both clients: each returns what `_do` does (the answer from
+    `ModelClient`, an awaitable of it from `AsyncModelClient`)."""
+
+    def _do(self, call: Call) -> Any:
+        raise NotImplementedError
+
+    def model(self, model_key: str) -> Any:
+        """The model as the registry knows it: description, tags, aliases, serving alias and version, latest version."""
+        return self._do(_wire.model(model_key))
+
+    def set_alias(self, model_key: str, alias: str, version: int) -> Any:
+        """Point `alias` (`champion`, `challenger`, ...) at a done version; moving it back is a rollback."""
+        return self._do(_wire.set_alias(model_key, alias, version))
+
+    def remove_alias(self, model_key: str, alias: str) -> Any:
+        return self._do(_wire.remove_alias(model_key, alias))
+
+    def edit_model(self, model_key: str, **changes: Any) -> Any:
+        """Change `description`, `tags` (a list) or `serving` (the alias predicts use by default; None:
+        the latest done version). Only what is given changes; the model as `GET /models/{key}` shows it."""
+        return self._do(_wire.edit_model(model_key, changes))
+
+    def edit_version(self, model_key: str, version: int, **changes: Any) -> Any:
+        """Change a version's `description` or `tags`."""
+        return self._do(_wire.edit_version(model_key, version, changes))
+
+    def history(self, model_key: str, version: int | None = None) -> Any:
+        """Who did what to the model (and its versions), newest first."""
+        return self._do(_wire.history(model_key, version))
+
+    def import_model(
+        self,
+        family: str,
+        file: bytes | str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        features: list[str] | None = None,
+        types: dict[str, str] | None = None,
+    ) -> Any:
+        """A model trained elsewhere as a new model: a skops file (`skops.io.dump`) into the family of its
+        estimator, or an ONNX graph into `onnx`. `features`/`types` when the file does not name its columns
+        or they are not all numbers. `{model_key, status: "done", version}`."""
+        return self._do(_wire.import_model(_read_file(file), family=family, name=name, features=features, types=types))
+
+    def import_version(
+        self,
+        model_key: str,
+        file: bytes | str | os.PathLike[str],
+        *,
+        features: list[str] | None = None,
+        types: dict[str, str] | None = None,
+    ) -> Any:
+        """A model file as the next version of `model_key`."""
+        return self._do(_wire.import_model(_read_file(file), model_key=model_key, features=features, types=types))
+
+
+class ModelClient(_Registry):
     """Blocking client of one gateway (requests)."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0, format: str = "parquet") -> None:
@@ -114,11 +179,21 @@ class ModelClient:
         return self.wait(family, model_key, accepted["version"], timeout=wait_timeout, progress=progress)
 
     def predict(
-        self, family: str, model_key: str, x: Data, *, method: str = "predict", version: int | None = None, **kwargs: Any
+        self,
+        family: str,
+        model_key: str,
+        x: Data,
+        *,
+        method: str = "predict",
+        version: int | None = None,
+        alias: str | None = None,
+        **kwargs: Any,
     ) -> pd.DataFrame:
-        """A DataFrame indexed like `x`; `method` picks `predict_proba` etc., `kwargs` go to it."""
+        """A DataFrame indexed like `x`; `method` picks `predict_proba` etc., `kwargs` go to it. `version` or
+        `alias` picks the version (default: the model's serving alias, else its latest done version)."""
         arguments = kwargs if method == "predict" else {"method": method, **kwargs}
-        return self._do(_wire.predict(self.format, model_key, x, version=version, kwargs=arguments))
+        result: pd.DataFrame = self._do(_wire.predict(self.format, model_key, x, version=version, kwargs=arguments, alias=alias))
+        return result
 
     def status(self, family: str, model_key: str) -> dict[str, Any]:
         return self._do(_wire.status(model_key, family))
@@ -154,7 +229,7 @@ class ModelClient:
         )
 
 
-class AsyncModelClient:
+class AsyncModelClient(_Registry):
     """The same API as `ModelClient`, awaited, on one `aiohttp.ClientSession`.
 
         async with AsyncModelClient("http://localhost:8080") as client:
@@ -242,10 +317,18 @@ class AsyncModelClient:
         return await self.wait(family, model_key, accepted["version"], timeout=wait_timeout, progress=progress)
 
     async def predict(
-        self, family: str, model_key: str, x: Data, *, method: str = "predict", version: int | None = None, **kwargs: Any
+        self,
+        family: str,
+        model_key: str,
+        x: Data,
+        *,
+        method: str = "predict",
+        version: int | None = None,
+        alias: str | None = None,
+        **kwargs: Any,
     ) -> pd.DataFrame:
         arguments = kwargs if method == "predict" else {"method": method, **kwargs}
-        call = _wire.predict(self.format, model_key, x, version=version, kwargs=arguments)
+        call = _wire.predict(self.format, model_key, x, version=version, kwargs=arguments, alias=alias)
         return await self._do(call)
 
     async def status(self, family: str, model_key: str) -> dict[str, Any]:

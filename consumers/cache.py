@@ -72,7 +72,7 @@ class ModelCache:
 
 
 class Resolutions:
-    """Which stored version answers for (model_key, version or latest): no SQL on the predict path.
+    """Which stored version answers for (model_key, version, alias; or the model's default): no SQL on the predict path.
 
     Dropped for a model when its status events say it was deleted or has a new
     version; entries also expire after `ttl` seconds, in case an event is missed.
@@ -81,15 +81,15 @@ class Resolutions:
     def __init__(self, ttl: float = 5.0, size: int = 10_000) -> None:
         self.ttl = ttl
         self.size = size
-        self._items: dict[tuple[str, int | None], tuple[float, Any]] = {}
+        self._items: dict[tuple[str, int | None, str | None], tuple[float, Any]] = {}
 
-    def get(self, key: tuple[str, int | None]) -> Any | None:
+    def get(self, key: tuple[str, int | None, str | None]) -> Any | None:
         item = self._items.get(key)
         if item is None or item[0] < time.monotonic():
             return None
         return item[1]
 
-    def put(self, key: tuple[str, int | None], value: Any) -> None:
+    def put(self, key: tuple[str, int | None, str | None], value: Any) -> None:
         if len(self._items) >= self.size:
             self._items.clear()
         self._items[key] = (time.monotonic() + self.ttl, value)

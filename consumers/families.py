@@ -27,7 +27,17 @@ from contracts.status import Backend
 
 ENTRY_POINT_GROUP = "ml_server.families"
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "Estimator", "Family", "FamilyError", "PREDICT_METHODS", "RESERVED", "load_family"]
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "IMPORT_TRUSTED",
+    "Estimator",
+    "Family",
+    "FamilyError",
+    "PREDICT_METHODS",
+    "RESERVED",
+    "load_family",
+]
 
 
 class FamilyError(LookupError):
@@ -79,6 +89,8 @@ class Family:
     encoding: str = "onehot"
     # A tree ensemble: ordinal codes of text columns are categories to it (HistGradientBoosting's own).
     trees: bool = False
+    # False: the family serves imported models only (`onnx`); fits and updates are refused.
+    fits: bool = True
 
     def build(self, modkwargs: dict[str, Any]) -> Any:
         return self.factory(**{**self.defaults, **modkwargs})
@@ -90,12 +102,20 @@ class Family:
 
     def parameters(self) -> list[str]:
         """Names the estimator accepts as `modkwargs`."""
+        if not self.fits:
+            return []
         estimator = self.factory(**self.defaults)
         return sorted(estimator.get_params(deep=False)) if hasattr(estimator, "get_params") else []
 
     def info(self) -> FamilyInfo:
         """What the family registers in the store (this imports its estimator)."""
-        return FamilyInfo(self.name, self.supervised, self.supports_update, self.methods, tuple(self.parameters()))
+        return FamilyInfo(self.name, self.supervised, self.supports_update, self.methods, tuple(self.parameters()), self.fits)
+
+    def estimator_class(self) -> type | None:
+        """The class a model of this family is (the last step of a pipeline), for imports; None: any."""
+        if isinstance(self.factory, Estimator):
+            return self.factory.load()
+        return self.factory if isinstance(self.factory, type) else None
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -128,6 +148,11 @@ _ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
 
 _TREES = frozenset({"forest", "gbm"})
 
+
+def _imported_only(**_: Any) -> Any:
+    raise FamilyError("the onnx family serves imported ONNX graphs: it fits nothing")
+
+
 # Every built-in estimator takes a numeric array as it takes the frame it was fitted on.
 BUILTIN: dict[str, Family] = {
     info.name: Family(
@@ -142,13 +167,18 @@ BUILTIN: dict[str, Family] = {
         trees=info.name in _TREES,
     )
     for info in catalog.BUILTIN.values()
+    if info.fits
 }
+# ONNX graphs made anywhere, imported (`POST /families/onnx/models/import`) and run by onnxruntime.
+BUILTIN["onnx"] = Family(
+    "onnx", _imported_only, supervised=False, methods=catalog.BUILTIN["onnx"].methods, backend=Backend.ONNX, fits=False
+)
 
 # What skops may build when it loads an artifact, beyond its own defaults (builtins, numpy
 # arrays and dtypes, scikit-learn estimators): the built-in estimator classes and the
 # scikit-learn helper objects their fitted state holds.
 SKOPS_TRUSTED: frozenset[str] = frozenset(
-    {_qualname(f.factory) for f in BUILTIN.values()}
+    {q for f in BUILTIN.values() if (q := _qualname(f.factory))}
     | {
         "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",  # nn, nnreg (solver="adam")
         "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",  # nn, nnreg (solver="sgd")
@@ -162,8 +192,35 @@ SKOPS_TRUSTED: frozenset[str] = frozenset(
         "sklearn.impute._base.MissingIndicator",
         "sklearn.preprocessing._encoders.OneHotEncoder",
         "sklearn.preprocessing._encoders.OrdinalEncoder",
+        # what imported pipelines commonly hold before their estimator: data only, no callables
+        "sklearn.preprocessing._data.StandardScaler",
+        "sklearn.preprocessing._data.MinMaxScaler",
+        "sklearn.preprocessing._data.MaxAbsScaler",
+        "sklearn.preprocessing._data.RobustScaler",
+        "sklearn.preprocessing._polynomial.PolynomialFeatures",
+        "sklearn.decomposition._pca.PCA",
+        "sklearn.feature_selection._variance_threshold.VarianceThreshold",
     }
 )
+
+
+# Imported skops files are held to more than skops' own defaults (which take any scikit-learn class
+# and any numpy function): every object, type and callable a file names must be on this list or the
+# family's `trusted()`, and a file naming a function (`FunctionTransformer(np.log1p)`) is refused.
+# These are the scikit-learn helper classes fitted estimators of the built-in families hold.
+IMPORT_TRUSTED: frozenset[str] = frozenset(
+    {
+        "sklearn.tree._classes.DecisionTreeClassifier",  # forest
+        "sklearn.tree._classes.DecisionTreeRegressor",
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",  # gbm
+        "sklearn.preprocessing._label.LabelBinarizer",  # nn
+        "sklearn.preprocessing._label.LabelEncoder",
+        # ColumnTransformer's `remainder="passthrough"`: the class, never a function given to it
+        "sklearn.preprocessing._function_transformer.FunctionTransformer",
+    }
+)
+# ... and these modules' classes: the loss and link objects of scikit-learn's estimators.
+IMPORT_TRUSTED_MODULES = ("sklearn._loss.",)
 
 
 def registered() -> list[str]:

@@ -71,6 +71,8 @@ class OnnxModel:
         self.outputs: dict[str, dict[str, Any]] = dict(manifest["methods"])
         # A model with text columns takes one input per column: [{"name", "text": bool}], in order.
         self.inputs: list[dict[str, Any]] | None = manifest.get("inputs")
+        # Imported graphs may take doubles or integers; exported ones take float32.
+        self.dtype = np.dtype(manifest.get("input_dtype", "<f4"))
 
     @property
     def methods(self) -> list[str]:
@@ -96,7 +98,7 @@ class OnnxModel:
 
     def _feeds(self, x: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         if self.inputs is None:
-            values = np.ascontiguousarray(x, dtype=np.float32)  # ValueError for non-numeric columns
+            values = np.ascontiguousarray(x, dtype=self.dtype)  # ValueError for non-numeric columns
             if values.ndim != 2 or values.shape[1] != self.features:
                 raise ValueError(f"expected {self.features} features, got an array of shape {values.shape}")
             return {self.input: values}
@@ -108,7 +110,7 @@ class OnnxModel:
             if spec["text"]:
                 feeds[spec["name"]] = column.to_numpy(dtype=object).reshape(-1, 1)
             else:
-                feeds[spec["name"]] = column.to_numpy(dtype=np.float32).reshape(-1, 1)
+                feeds[spec["name"]] = column.to_numpy(dtype=np.dtype(spec.get("dtype", "<f4"))).reshape(-1, 1)
         return feeds
 
 

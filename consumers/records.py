@@ -23,7 +23,17 @@ from contracts.errors import NotFound, NotTrained, TrainingFailed
 from contracts.families import FamilyInfo
 from contracts.status import JobKind, Status
 from contracts.topology import Header
-from contracts.store import retry_on_conflict, Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
+from contracts.store import (
+    Alias,
+    Artifact,
+    Family as FamilyRow,
+    HistoryEntry,
+    Model,
+    Payload,
+    TrainingSession,
+    retry_on_conflict,
+    utcnow,
+)
 
 from .backends import digest
 
@@ -131,6 +141,53 @@ class Records:
                 db.add(session)
                 await db.flush()
                 return session.id
+
+        return await retry_on_conflict(attempt)
+
+    async def import_version(
+        self, family: str, model_key: str, name: str | None, artifact: bytes, backend: str, meta: dict[str, Any], actor: str | None
+    ) -> int:
+        """An imported model as a `done` version (of a new model, or the next of an existing one), its
+        artifact and its history line in one transaction; the version number."""
+
+        async def attempt() -> int:
+            async with self.sessions.begin() as db:
+                model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
+                if model is None:
+                    model = Model(model_key=model_key, family=family, name=name)
+                    db.add(model)
+                    await db.flush()
+                elif model.family != family:
+                    raise NotFound(f"no {family} model with model_key {model_key!r}")
+                latest = (
+                    await db.execute(select(func.max(TrainingSession.version)).where(TrainingSession.model_id == model.id))
+                ).scalar_one_or_none()
+                now = utcnow()
+                session = TrainingSession(
+                    model_id=model.id,
+                    version=(latest or 0) + 1,
+                    kind=JobKind.IMPORT,
+                    status=Status.DONE,
+                    params={"format": meta["imported"]["format"], "name": name},
+                    rows=None,
+                    worker=WORKER,
+                    attempts=1,
+                    created_at=now,
+                    started_at=now,
+                    finished_at=now,
+                    actor=actor,
+                )
+                db.add(session)
+                await db.flush()
+                digest_ = digest(artifact)
+                db.add(Artifact(session_id=session.id, backend=backend, data=artifact, digest=digest_, size=len(artifact), meta=meta))
+                db.add(
+                    HistoryEntry(
+                        model_id=model.id, version=session.version, action="import", actor=actor, at=now,
+                        detail={"format": meta["imported"]["format"], "digest": digest_},
+                    )
+                )
+                return session.version
 
         return await retry_on_conflict(attempt)
 
@@ -360,14 +417,23 @@ class Records:
             await db.execute(delete(Payload).where(Payload.session_id == job_id))
             return updated == 1
 
-    async def servable(self, family: str, model_key: str, version: int | None) -> Servable:
-        """The session to predict with, or the 404/409 that explains why there is none."""
+    async def servable(self, family: str, model_key: str, version: int | None, alias: str | None = None) -> Servable:
+        """The session to predict with: `version`, the version `alias` points at, or neither: the one the
+        model's serving alias points at, else its latest done version. Or the 404/409 that says why there is none."""
         async with self.sessions() as db:
-            model = (
-                await db.execute(select(Model.id).where(Model.model_key == model_key, Model.family == family))
-            ).scalar_one_or_none()
-            if model is None:
+            found = (
+                await db.execute(select(Model.id, Model.serving).where(Model.model_key == model_key, Model.family == family))
+            ).first()
+            if found is None:
                 raise NotFound(f"no {family} model with model_key {model_key!r}")
+            model, serving = found
+            if version is None and (alias or serving):
+                name = alias or serving
+                version = (
+                    await db.execute(select(Alias.version).where(Alias.model_id == model, Alias.name == name))
+                ).scalar_one_or_none()
+                if version is None:
+                    raise NotFound(f"model {model_key!r} has no alias {name!r}", fields={"alias": ["unknown"]})
             query = select(TrainingSession).where(TrainingSession.model_id == model)
             if version is not None:
                 row = (await db.execute(query.where(TrainingSession.version == version))).scalar_one_or_none()

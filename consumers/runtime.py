@@ -54,19 +54,19 @@ class Runtime:
         # The input first: a bad frame is a 422 whatever the model.
         table = check_table(ParquetCodec.decode_table(body))
         metrics.PREDICT_ROWS.labels(self.family.name).observe(table.num_rows)
-        loaded = await self.loaded(job["model_key"], job["version"])
+        loaded = await self.loaded(job["model_key"], job["version"], job["alias"])
         kwargs = dict(job["kwargs"])
         method = kwargs.pop("method", "predict")
         if table.num_rows > INLINE_ROWS:
             return await asyncio.to_thread(predict_table, self.family, loaded, table, method, kwargs)
         return predict_table(self.family, loaded, table, method, kwargs)
 
-    async def loaded(self, model_key: str, version: int | None) -> Loaded:
+    async def loaded(self, model_key: str, version: int | None, alias: str | None = None) -> Loaded:
         """The model to answer with, from memory when it is there: no SQL per predict."""
-        lookup = (model_key, version)
+        lookup = (model_key, version, alias)
         where = self.resolutions.get(lookup)
         if where is None:
-            where = await self.records.servable(self.family.name, model_key, version)
+            where = await self.records.servable(self.family.name, model_key, version, alias)
             self.resolutions.put(lookup, where)
         logs.bind(version=where.version)
         cache_key = (model_key, where.session_id)
@@ -87,7 +87,7 @@ class Runtime:
         return loaded
 
     def forget(self, model_key: str) -> int:
-        """Drop what is remembered of a model (deleted, or a newer version is the default now)."""
+        """Drop what is remembered of a model (deleted, an alias moved, or a newer version is the default now)."""
         self.resolutions.drop(model_key)
         return self.cache.drop(model_key)
 
@@ -110,7 +110,9 @@ def predict_table(family: Family, loaded: Loaded, table: pa.Table, method: str, 
     default_index = has_default_index(table)
     features = loaded.meta.get("features")
     numeric = loaded.schema is None or loaded.schema.numeric
-    if family.array_input and numeric and default_index and features and table.num_rows:
+    # An imported model says itself whether it takes an array (no column selection by name inside).
+    array_input = loaded.meta.get("array_input", family.array_input)
+    if array_input and numeric and default_index and features and table.num_rows:
         names = table.column_names
         if names != features and len(names) == len(features) and set(names) == set(features):
             table = table.select(features)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiormq.exceptions import AMQPError
 from marshmallow import ValidationError
@@ -32,15 +33,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from contracts import amqp, logs
 from contracts.amqp import settle
-from contracts.errors import MLServerError
+from contracts.errors import InvalidInput, MLServerError
 from contracts.frames import PARQUET
-from contracts.schemas import ReplyHeaders, StatusEvent, TrainHeaders
+from contracts.schemas import ImportHeaders, ReplyHeaders, StatusEvent, TrainHeaders
 from contracts.settings import Settings
 from contracts.status import JobKind, Status
 from contracts.store import make_engine
 from contracts.topology import EventKind, Header, MessageType, Topology
 
-from . import jobs, metrics
+from . import imports, jobs, metrics
 from .families import Family
 from .leases import Leases
 from .pool import FitPool
@@ -337,12 +338,12 @@ class Consumer:
         served = self.served.get(event["family"])
         if served is None:
             return
-        # Deleted, or a newer version is the default now (older ones load again if asked for by number).
+        # Deleted, an alias moved, or a newer version is the default now (older ones load again if asked for).
         deleted = event["event"] == EventKind.DELETED
-        if deleted or event["status"] == Status.DONE.value:
+        if deleted or event["event"] == EventKind.ALIAS or event["status"] == Status.DONE.value:
             dropped = served.runtime.forget(event["model_key"])
             if dropped:
-                why = "deleted" if deleted else "new version"
+                why = "deleted" if deleted else "alias" if event["event"] == EventKind.ALIAS else "new version"
                 log.info("model=%s dropped %d cached version(s) (%s)", event["model_key"], dropped, why)
 
     # ---- predict -----------------------------------------------------------
@@ -365,17 +366,22 @@ class Consumer:
         started = metrics.clock()
         body, status = b"", 200
         headers: dict[str, Any]
+        importing = message.type == MessageType.IMPORT
         try:
-            body = await served.runtime.answer(message.headers or {}, message.body)
+            if importing:
+                body = await self._import(served, message)
+            else:
+                body = await served.runtime.answer(message.headers or {}, message.body)
             headers = _REPLY.dump({"status": 200})
         except MLServerError as e:
             status = e.status
             headers = _REPLY.dump({"status": e.status, "code": e.code, "message": e.message, "fields": e.fields})
         except Exception as e:  # noqa: BLE001 - the caller always gets an answer
             status = 500
-            log.exception("predict failed unexpectedly")
+            log.exception("%s failed unexpectedly", "import" if importing else "predict")
             headers = _REPLY.dump({"status": 500, "code": "internal_error", "message": f"{type(e).__name__}: {e}"})
-        metrics.predict_answered(family, status, started)
+        if not importing:
+            metrics.predict_answered(family, status, started)
         if message.reply_to:
             try:
                 await self.reply_channel.default_exchange.publish(
@@ -394,4 +400,43 @@ class Consumer:
         await settle(message.ack())
 
 
+    # ---- import --------------------------------------------------------------
+
+    async def _import(self, served: Served, message: AbstractIncomingMessage) -> bytes:
+        """Check a model file in a fit process (`imports`), store it as a done version, announce it;
+        the reply is `{model_key, version}`. A file that can't be served is a 422 and stores nothing."""
+        try:
+            job = _IMPORT_HEADERS.load(dict(message.headers or {}))
+        except ValidationError as e:
+            raise InvalidInput(f"invalid import headers: {e.messages}") from e
+        family = served.family.name
+        if job["family"] != family:
+            raise InvalidInput(f"an import for family {job['family']!r} came to the {family!r} queue")
+        logs.bind(model_key=job["model_key"])
+        blob = message.body
+        if job["payload_id"] is not None:
+            stored = await self.records.payload(job["payload_id"])
+            if stored is None:
+                raise InvalidInput("the uploaded file is gone from the store")
+            blob = stored
+        try:
+            try:
+                done = await self.pool.run(imports.import_model, served.spec, blob, job["format"], job["features"], job["types"])
+            except imports.ImportRefused as e:
+                raise InvalidInput(f"{job['format']} file refused: {e}", fields={"file": [str(e)]}) from None
+            except BrokenProcessPool:
+                self.pool.broken()
+                raise InvalidInput("the process reading the file died: the file is not servable", fields={"file": ["unreadable"]}) from None
+            version = await self.records.import_version(
+                family, job["model_key"], job["name"], done.artifact, done.backend, done.meta, job["actor"]
+            )
+        finally:
+            if job["payload_id"] is not None:
+                await self.records.drop_payload(job["payload_id"])
+        log.info("model=%s version=%d imported from a %s file by %s", job["model_key"], version, job["format"], job["actor"] or "anonymous")
+        await self._publish_event(family, job["model_key"], version, Status.DONE)
+        return orjson.dumps({"model_key": job["model_key"], "version": version})
+
+
 _REPLY = ReplyHeaders()
+_IMPORT_HEADERS = ImportHeaders()

@@ -66,6 +66,12 @@ class ArtifactIncompatible(MLServerError):
     status, code = 409, "artifact_incompatible"
 
 
+class Conflict(MLServerError):
+    """The change contradicts the model's state (removing the alias it serves, importing over a name in use)."""
+
+    status, code = 409, "conflict"
+
+
 class Unauthorized(MLServerError):
     status, code = 401, "unauthorized"
 
@@ -104,6 +110,7 @@ _BY_CODE: dict[str, type[MLServerError]] = {
         NotTrained,
         TrainingFailed,
         ArtifactIncompatible,
+        Conflict,
         Unauthorized,
         Forbidden,
         PayloadTooLarge,

@@ -35,6 +35,7 @@ class FamilyInfo:
     supports_update: bool = False
     methods: tuple[str, ...] = ("predict",)
     params: tuple[str, ...] = ()
+    fits: bool = True  # False: the family serves imported models only (`onnx`)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,7 +44,14 @@ class FamilyInfo:
             "supports_update": self.supports_update,
             "params": list(self.params),
             "methods": list(self.methods),
+            "fits": self.fits,
         }
+
+    def check_fits(self) -> None:
+        if not self.fits:
+            raise InvalidInput(
+                f"family {self.name!r} serves imported models only: import one (POST /families/{self.name}/models/import)"
+            )
 
     def check_modkwargs(self, modkwargs: Mapping[str, Any]) -> None:
         """InvalidInput naming every parameter the estimator does not take (nothing to check without `params`)."""
@@ -74,5 +82,7 @@ BUILTIN: dict[str, FamilyInfo] = {
         FamilyInfo("gbm", methods=(*CLASSIFIER_METHODS, "decision_function")),
         FamilyInfo("sgd", supports_update=True, methods=("predict", "decision_function", "predict_proba")),
         FamilyInfo("kmeans", supervised=False, methods=("predict", "transform")),
+        # ONNX graphs trained anywhere, imported and served by onnxruntime: predict only.
+        FamilyInfo("onnx", supervised=False, methods=CLASSIFIER_METHODS, fits=False),
     )
 }

@@ -65,6 +65,10 @@ class VersionResponse(Schema):
     size = fields.Integer(allow_none=True)
     digest = fields.String(allow_none=True)
     metadata = fields.Dict(allow_none=True)
+    description = fields.String(allow_none=True)
+    tags = fields.List(fields.String())
+    aliases = fields.List(fields.String(), metadata={"description": "the aliases pointing at this version"})
+    actor = fields.String(allow_none=True, metadata={"description": "who asked for this version (the bearer token's name)"})
 
 
 class ModelResponse(Schema):
@@ -74,6 +78,11 @@ class ModelResponse(Schema):
     family = fields.String()
     name = fields.String(allow_none=True)
     created_at = fields.DateTime()
+    description = fields.String(allow_none=True)
+    tags = fields.List(fields.String())
+    aliases = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={"description": "alias -> version"})
+    serving = fields.String(allow_none=True, metadata={"description": "the alias predicts use by default; null: the latest done version"})
+    serving_version = fields.Integer(allow_none=True, metadata={"description": "the version predicts without a version or alias get now"})
     latest = fields.Nested(VersionResponse, allow_none=True)
 
 
@@ -99,6 +108,25 @@ class StatusResponse(TrainResponse):
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
+
+
+class AliasResponse(Schema):
+    model_key = fields.String()
+    alias = fields.String()
+    version = fields.Integer(allow_none=True, metadata={"description": "null once removed"})
+
+
+class HistoryEntry(Schema):
+    version = fields.Integer(allow_none=True)
+    action = fields.String(metadata={"description": "fit, update, import, alias, unalias, serving, describe, tag, delete"})
+    actor = fields.String(allow_none=True)
+    at = fields.DateTime()
+    detail = fields.Dict()
+
+
+class HistoryResponse(Schema):
+    model_key = fields.String(required=True)
+    history = fields.List(fields.Nested(HistoryEntry), required=True)
 
 
 class DeleteResponse(Schema):
@@ -129,6 +157,7 @@ class FamilyResponse(Schema):
     supports_update = fields.Boolean(required=True)
     params = fields.List(fields.String(), required=True)
     methods = fields.List(fields.String(), required=True)
+    fits = fields.Boolean(metadata={"description": "false: the family serves imported models only"})
 
 
 class FamiliesResponse(Schema):

@@ -12,9 +12,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from . import families
+from .columns import Kind
 from .errors import DecodeError, MLServerError, from_wire
 from .pandas_json import ORIENTS, JsonCodec
 from .status import Backend, JobKind, Status
@@ -28,6 +29,11 @@ SQL_INT_MAX = 2**31 - 1
 POSITIVE_ID = validate.Range(min=1, max=SQL_INT_MAX)
 OFFSET = validate.Range(min=0, max=SQL_INT_MAX)
 FAMILY_NAME = validate.Regexp(families.NAME_PATTERN, error="not a family name")
+# Aliases and tags: a letter first (so never a version number), then letters, digits, `_`, `-`, `.`.
+ALIAS_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
+ALIAS_NAME = validate.Regexp(ALIAS_PATTERN, error="not an alias: a lower-case letter, then up to 63 of a-z 0-9 _ . -")
+TAG = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$", error="not a tag: up to 64 of A-Z a-z 0-9 _ . : / -, not starting with a sign")
+DESCRIPTION = validate.Length(max=10_000)
 
 
 class JsonDict(fields.Dict):
@@ -45,6 +51,24 @@ class JsonDict(fields.Dict):
         return super()._deserialize(value, attr, data, **kwargs)
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+class JsonList(fields.List):
+    """A list of strings, given as a list or (query strings, AMQP headers) as JSON text."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(fields.String(validate=validate.Length(min=1, max=256)), validate=validate.Length(max=100_000), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if isinstance(value, (str, bytes)):
+            try:
+                value = json.loads(value)
+            except (ValueError, RecursionError) as e:
+                raise ValidationError(f"not valid JSON: {e}") from e
+        return super()._deserialize(value, attr, data, **kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
@@ -116,7 +140,15 @@ class PredictParams(KeyParams):
     orient = fields.String(load_default="columns", validate=validate.OneOf(ORIENTS))
     as_array = fields.Boolean(load_default=False)
     kwargs = JsonDict(load_default=dict)
+    # Which version answers: `version`, or the version `alias` points at (not both); neither: the model's
+    # serving alias, or its latest done version.
     version = fields.Integer(load_default=None, allow_none=True, strict=False, validate=POSITIVE_ID)
+    alias = fields.String(load_default=None, allow_none=True, validate=ALIAS_NAME)
+
+    @validates_schema
+    def one_of(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("version") is not None and data.get("alias") is not None:
+            raise ValidationError("give version or alias, not both", "alias")
 
 
 class PredictRequest(PredictParams):
@@ -129,6 +161,7 @@ class ModelsQuery(_Strict):
     family = fields.String(load_default=None, validate=FAMILY_NAME)
     name = fields.String(load_default=None, validate=NAME_LENGTH)
     status = fields.Enum(Status, by_value=True, load_default=None)
+    tag = fields.String(load_default=None, validate=TAG)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
     offset = fields.Integer(load_default=0, validate=OFFSET)
 
@@ -139,10 +172,64 @@ class VersionsQuery(_Strict):
     offset = fields.Integer(load_default=0, validate=OFFSET)
 
 
+class AliasRequest(_Strict):
+    """`PUT /models/{model_key}/aliases/{alias}`: the version to point at."""
+
+    version = fields.Integer(required=True, strict=True, validate=POSITIVE_ID)
+
+
+class ModelPatch(_Strict):
+    """`PATCH /models/{model_key}`: what to change (a field left out stays as it is)."""
+
+    description = fields.String(allow_none=True, validate=DESCRIPTION)
+    tags = fields.List(fields.String(validate=TAG), validate=validate.Length(max=100))
+    # The alias predicts use when they name neither a version nor an alias; null: the latest done version.
+    serving = fields.String(allow_none=True, validate=ALIAS_NAME)
+
+
+class VersionPatch(_Strict):
+    """`PATCH /models/{model_key}/versions/{version}`."""
+
+    description = fields.String(allow_none=True, validate=DESCRIPTION)
+    tags = fields.List(fields.String(validate=TAG), validate=validate.Length(max=100))
+
+
+class HistoryQuery(_Strict):
+    version = fields.Integer(load_default=None, allow_none=True, validate=POSITIVE_ID)
+
+
+class ImportParams(_Strict):
+    """An import's query string: the file is the body."""
+
+    name = fields.String(load_default=None, allow_none=True, validate=NAME_LENGTH)
+    # Told apart by the file's first bytes when not given.
+    format = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(("skops", "onnx")))
+    features = JsonList(load_default=None, allow_none=True)
+    types = JsonDict(load_default=None, allow_none=True)
+
+    @validates("features")
+    def _features(self, value: list[Any] | None, **_: Any) -> None:
+        if value is not None and (not value or not all(isinstance(v, str) and v for v in value) or len(set(value)) != len(value)):
+            raise ValidationError("a JSON list of distinct column names")
+
+    @validates("types")
+    def _types(self, value: dict[str, Any] | None, **_: Any) -> None:
+        kinds = [k.value for k in Kind]
+        bad = sorted(c for c, k in (value or {}).items() if k not in kinds)
+        if bad:
+            raise ValidationError(f"columns {bad}: a kind is one of {kinds}")
+
+
 class EventsQuery(_Strict):
     """`GET /models/{model_key}/events`: the version whose end closes the stream (default: the latest)."""
 
     version = fields.Integer(load_default=None, allow_none=True, validate=POSITIVE_ID)
+
+
+class FeedQuery(_Strict):
+    """`GET /events`: every model's events, or (`family`) those of one family."""
+
+    family = fields.String(load_default=None, validate=FAMILY_NAME)
 
 
 # ---- AMQP messages: the non-frame fields travel as headers ----------------
@@ -173,7 +260,21 @@ class TrainHeaders(_Headers):
 class PredictHeaders(_Headers):
     model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
     version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION, validate=POSITIVE_ID)
+    alias = fields.String(load_default=None, allow_none=True, data_key=Header.ALIAS, validate=ALIAS_NAME)
     kwargs = JsonDict(load_default=dict, data_key=Header.KWARGS)
+
+
+class ImportHeaders(_Headers):
+    """An import: the model file in the body, what to store it as in the headers."""
+
+    model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
+    family = fields.String(required=True, data_key=Header.FAMILY, validate=FAMILY_NAME)
+    name = fields.String(load_default=None, allow_none=True, data_key=Header.NAME, validate=NAME_LENGTH)
+    format = fields.String(required=True, data_key=Header.IMPORT_FORMAT, validate=validate.OneOf(("skops", "onnx")))
+    features = JsonList(load_default=None, allow_none=True, data_key=Header.FEATURES)
+    types = JsonDict(load_default=None, allow_none=True, data_key=Header.TYPES)
+    actor = fields.String(load_default=None, allow_none=True, data_key=Header.ACTOR)
+    payload_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.PAYLOAD_ID, validate=POSITIVE_ID)
 
 
 class ReplyHeaders(_Headers):
@@ -203,3 +304,5 @@ class StatusEvent(_Headers):
     family = fields.String(required=True, data_key=Header.FAMILY)
     version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION)
     status = fields.String(load_default=None, allow_none=True, data_key=Header.STATUS)
+    alias = fields.String(load_default=None, allow_none=True, data_key=Header.ALIAS)
+    serving = fields.String(load_default=None, allow_none=True, data_key=Header.SERVING)

@@ -8,6 +8,7 @@ every variable; `SETTINGS` below is that table, in code.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,15 +57,22 @@ def _str(name: str, raw: str) -> str:
     return raw.strip()
 
 
-def _tokens(name: str, raw: str) -> tuple[tuple[str, str], ...]:
-    """`scope:sha256hex` entries, comma-separated; scopes are `read` and `write`."""
+def _tokens(name: str, raw: str) -> tuple[tuple[str, str, str], ...]:
+    """`scope:sha256hex[:name]` entries, comma-separated; scopes are `read` and `write`. The name says
+    who holds the token (recorded in a model's history); without one, `<scope>-<first 8 hex digits>`."""
     entries = []
     for item in filter(None, (part.strip() for part in raw.split(","))):
-        scope, _, digest = item.partition(":")
+        scope, _, rest = item.partition(":")
+        digest, _, holder = rest.partition(":")
         if scope not in ("read", "write") or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
             raise SettingsError(f"{name}: {item[:12]}… is not `read:<sha256 hex>` or `write:<sha256 hex>` (see `ml-server token`)")
-        entries.append((scope, digest.lower()))
+        if holder and not _HOLDER.match(holder):
+            raise SettingsError(f"{name}: the name {holder[:40]!r} of a token may hold letters, digits and . _ @ - only")
+        entries.append((scope, digest.lower(), holder or f"{scope}-{digest[:8].lower()}"))
     return tuple(entries)
+
+
+_HOLDER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
 
 def _level(name: str, raw: str) -> str:
@@ -218,7 +226,8 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
         "ML_SERVER_TOKENS",
         _tokens,
         None,
-        "bearer tokens the gateway accepts, as `scope:sha256(token)` entries, comma-separated (`ml-server token` makes one)",
+        "bearer tokens the gateway accepts, as `scope:sha256(token)[:name]` entries, comma-separated (`ml-server token` "
+        "makes one); the name is recorded in models' history",
     ),
     "allow_unauthenticated": (
         "ML_SERVER_ALLOW_UNAUTHENTICATED",
@@ -260,7 +269,7 @@ class Settings:
     log_format: str = "text"
     metrics_port: int = 9464
     metrics_host: str = "127.0.0.1"
-    tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    tokens: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)  # (scope, sha256, holder's name)
     allow_unauthenticated: bool = False
 
     @classmethod

@@ -42,6 +42,7 @@ class JobKind(StrEnum):
 
     FIT = "fit"
     UPDATE = "update"
+    IMPORT = "import"  # a model trained elsewhere, uploaded
 
 
 class Backend(StrEnum):

@@ -1,10 +1,13 @@
 """The SQL store's tables, and the engine factory both sides use.
 
-    models     one row per model_key (family, optional name)
-    sessions   one row per training session = one version of a model
+    models     one row per model_key (family, optional name, description, the alias it serves)
+    sessions   one row per training session = one version of a model (and who asked for it)
     artifacts  the serialized estimator of a `done` session (at most one each)
     payloads   training data sent by reference (too big for one message)
     families   what each served family is, as published by its consumers
+    aliases    names pointing at a version of a model (`champion` -> 3)
+    tags       labels of a model (version 0) or of one of its versions
+    history    who did what to a model and its versions, and when
 
 The store decides which result counts: a session becomes `done` only through
 a conditional update in the same transaction that inserts its artifact, and
@@ -31,6 +34,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    true,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -86,6 +90,9 @@ class Model(Base):
     family: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    description: Mapped[str | None] = mapped_column(Text)
+    # The alias predicts without a version or an alias use; None: the latest done version.
+    serving: Mapped[str | None] = mapped_column(String(64))
 
 
 class TrainingSession(Base):
@@ -114,6 +121,9 @@ class TrainingSession(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     handover: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)
+    # Who asked for this version (the bearer token's name; None without auth or for direct AMQP jobs).
+    actor: Mapped[str | None] = mapped_column(String(128))
 
 
 class Artifact(Base):
@@ -154,7 +164,49 @@ class Family(Base):
     supports_update: Mapped[bool] = mapped_column(Boolean, default=False)
     params: Mapped[list[str]] = mapped_column(JSON, default=list)
     methods: Mapped[list[str]] = mapped_column(JSON, default=list)
+    fits: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Alias(Base):
+    """A name pointing at one `done` version of a model; moved by pointing it elsewhere."""
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("model_id", "name", name="uq_aliases_model_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class Tag(Base):
+    """A label on a model (`version` 0) or on one of its versions."""
+
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("model_id", "version", "name", name="uq_tags_model_version_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class HistoryEntry(Base):
+    """One thing done to a model: fit, update, import, alias set or removed, serving, tags, description."""
+
+    __tablename__ = "history"
+    __table_args__ = _NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(128))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 def async_url(url: str) -> str:

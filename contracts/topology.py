@@ -46,6 +46,12 @@ class Header:
     EVENT = "x-event"
     # A job published again from the store after its lease ran out carries the reclaim's token.
     RECLAIM_TOKEN = "x-reclaim-token"
+    ALIAS = "x-alias"  # a predict's alias; an alias event's alias
+    SERVING = "x-serving"  # an alias event: the alias the model serves now (absent: its latest done version)
+    IMPORT_FORMAT = "x-import-format"  # an import: `skops` or `onnx`
+    FEATURES = "x-features"  # an import: the feature names (JSON list) when the file has none
+    TYPES = "x-types"  # an import: {feature: kind} (JSON object) for features that are not numbers
+    ACTOR = "x-actor"  # who asked (the bearer token's name), for the version's history
 
 
 class EventKind(StrEnum):
@@ -53,6 +59,7 @@ class EventKind(StrEnum):
 
     STATUS = "status"  # a version changed status (queued, running, done, failed)
     DELETED = "deleted"  # the model was deleted; also the last status an event stream sends for it
+    ALIAS = "alias"  # an alias was set, moved or removed, or the model's serving alias changed
 
 
 class MessageType:
@@ -63,6 +70,8 @@ class MessageType:
     PREDICT = "predict"
     REPLY = "predict.reply"
     STATUS = "status"
+    # A trained model to store as a new version (an RPC on the family's predict queue, answered like a predict).
+    IMPORT = "import"
 
 
 # Train jobs delivered this many times (each delivery ended by a dead consumer)

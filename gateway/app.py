@@ -25,7 +25,8 @@ from .resources import resources
 from .routes import routes
 from .rpc import Broker
 from .service import respond
-from .state import BROKER, COALESCER, RECORDS, SETTINGS
+from .registry import Registry
+from .state import BROKER, COALESCER, RECORDS, REGISTRY, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
 def error_response(error: MLServerError) -> web.Response:
     response = web.Response(
         status=error.status,
-        body=orjson.dumps({"error": error.to_wire()}),
+        body=orjson.dumps({"error": error.to_wire()}, option=orjson.OPT_NON_STR_KEYS),
         content_type="application/json",
     )
     if error.status == 401:
@@ -130,6 +131,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     app[RECORDS] = Records(engine, settings.families)
+    app[REGISTRY] = Registry(app[RECORDS].sessions)
     yield
     await engine.dispose()
 

@@ -24,7 +24,9 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
 OPEN_PREFIXES = ("/docs/",)
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 # POSTs that change things (the others, predicts, only read).
-WRITE_POSTS = frozenset({"/families/{family}/models", "/models/{model_key}/update"})
+WRITE_POSTS = frozenset(
+    {"/families/{family}/models", "/models/{model_key}/update", "/families/{family}/models/import", "/models/{model_key}/import"}
+)
 
 
 def writes(request: web.Request) -> bool:
@@ -39,17 +41,18 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def new_token(scope: str) -> tuple[str, str]:
-    """A fresh token and the `scope:hash` entry that makes the gateway accept it."""
+def new_token(scope: str, name: str | None = None) -> tuple[str, str]:
+    """A fresh token and the `scope:hash[:name]` entry that makes the gateway accept it."""
     token = secrets.token_urlsafe(32)
-    return token, f"{scope}:{digest(token)}"
+    return token, f"{scope}:{digest(token)}" + (f":{name}" if name else "")
 
 
-def scope_of(settings: Settings, token: str) -> str | None:
+def holder_of(settings: Settings, token: str) -> tuple[str, str] | None:
+    """(scope, holder's name) of a presented token; None when it is not one of the configured tokens."""
     presented = digest(token)
-    for scope, expected in settings.tokens:
+    for scope, expected, holder in settings.tokens:
         if hmac.compare_digest(presented, expected):
-            return scope
+            return scope, holder
     return None
 
 
@@ -68,9 +71,10 @@ def middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse
         kind, _, token = request.headers.get("Authorization", "").partition(" ")
         if kind.lower() != "bearer" or not token.strip():
             raise Unauthorized("this gateway needs `Authorization: Bearer <token>`")
-        scope = scope_of(settings, token.strip())
-        if scope is None:
+        found = holder_of(settings, token.strip())
+        if found is None:
             raise Unauthorized("the bearer token is not valid")
+        scope, request["actor"] = found
         if scope != "write" and writes(request):
             raise Forbidden(f"a {scope} token may not {request.method} {request.path} (fit, update and delete need a write token)")
         return await handler(request)

@@ -2,7 +2,7 @@
 
 One AMQP round trip per request caps a broker-based server near the broker's
 echo rate; batching *before* the broker lifts that cap. Requests are grouped
-by (family, model key, version, kwargs, column schema), so their rows can be
+by (family, model key, version or alias, kwargs, column schema), so their rows can be
 concatenated and the answer split again by position. Rows carry no index of
 their own here (`Rows` keeps a request's labels aside, in the gateway), so
 every request, JSON or Parquet, with labels or without, can share a message.
@@ -91,14 +91,21 @@ class Coalescer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def predict(
-        self, family: str, model_key: str, version: int | None, kwargs: dict[str, Any], rows: Rows, timeout: float
+        self,
+        family: str,
+        model_key: str,
+        version: int | None,
+        kwargs: dict[str, Any],
+        rows: Rows,
+        timeout: float,
+        alias: str | None = None,
     ) -> Answer:
         """The answer's rows for `rows`, in order, within `timeout` seconds."""
         kwargs_key = orjson.dumps(kwargs, option=orjson.OPT_SORT_KEYS) if kwargs else b""
-        key = (family, model_key, version, kwargs_key, rows.schema)
+        key = (family, model_key, version, alias, kwargs_key, rows.schema)
         group = self._groups.get(key)
         if group is None:
-            headers = _PREDICT_HEADERS.dump({"model_key": model_key, "version": version, "kwargs": kwargs})
+            headers = _PREDICT_HEADERS.dump({"model_key": model_key, "version": version, "alias": alias, "kwargs": kwargs})
             group = self._groups[key] = _Group(family, {k: v for k, v in headers.items() if v is not None})
         loop = asyncio.get_running_loop()
         waiter = _Waiter(rows, loop.time() + timeout, loop.create_future())

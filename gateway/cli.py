@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "the gateway accept it. Give the token to the client; put only the entry in the gateway's settings.",
     )
     token.add_argument("--scope", choices=["read", "write"], default="write", help="read: status, predict, listings; write: also fit, update, delete")
+    token.add_argument("--name", default=None, help="who holds the token (letters, digits, . _ @ -): recorded in models' history")
     client_cli.add_parsers(sub)
     sub.add_parser("gateway", help="start the REST gateway", add_help=False)
     sub.add_parser("consumer", help="start a consumer process: ml-server consumer FAMILY [FAMILY ...] | --all", add_help=False)
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         from .auth import new_token
 
-        secret, entry = new_token(args.scope)
+        secret, entry = new_token(args.scope, args.name)
         print(f"token:            {secret}\nML_SERVER_TOKENS: {entry}")
         return 0
     return _run(args.families, args.process_per_family)

@@ -1,4 +1,4 @@
-"""`ml-server fit | predict | status`: the Python client on the command line.
+"""`ml-server fit | predict | status | alias | import`: the Python client on the command line.
 
 Data files are CSV or Parquet, told apart by their extension. The gateway's
 URL comes from `--url` or `ML_SERVER_URL`, a token from `--token` or
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("fit", "predict", "status")
+COMMANDS = ("fit", "predict", "status", "alias", "import")
 DEFAULT_URL = "http://127.0.0.1:8080"  # the gateway's default ML_SERVER_HOST and ML_SERVER_PORT
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 BACKENDS = ("joblib", "skops", "onnx")
@@ -140,7 +140,9 @@ def add_parsers(sub: Any) -> None:
     predict.add_argument(
         "--method", default="predict", help="what to call: predict (default), predict_proba, decision_function, ... (see GET /families)"
     )
-    predict.add_argument("--version", type=int, default=None, help="the version to use (default: the latest done one)")
+    which = predict.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, default=None, help="the version to use (default: the serving alias's, else the latest done one)")
+    which.add_argument("--alias", default=None, help="the version an alias points at, e.g. champion")
     predict.add_argument(
         "--output", type=Path, default=None, metavar="FILE", help="write to FILE (.csv or .parquet) instead of CSV on stdout"
     )
@@ -162,6 +164,60 @@ def add_parsers(sub: Any) -> None:
     _gateway_options(status)
 
 
+    alias = sub.add_parser(
+        "alias",
+        help="point an alias at a version, remove it, or make the model serve it",
+        description="Point ALIAS of model MODEL_KEY at VERSION (moving it back to an earlier version is a "
+        "rollback), remove it with --remove, and with --serve make predicts that name no version use it. "
+        "Prints the model as JSON, with its aliases and the version it serves.",
+        epilog="examples:\n"
+        "  ml-server alias logreg-9c1f0e2ab3d4c5e6f7a8b9c0 champion 3 --serve\n"
+        "  ml-server alias logreg-9c1f0e2ab3d4c5e6f7a8b9c0 champion 2          # roll back\n"
+        "  ml-server alias logreg-9c1f0e2ab3d4c5e6f7a8b9c0 challenger --remove",
+        formatter_class=formatter,
+    )
+    alias.add_argument("model_key", metavar="MODEL_KEY", help="the model's key")
+    alias.add_argument("alias", metavar="ALIAS", help="a lower-case name: a letter, then letters, digits, _ . -")
+    alias.add_argument("version", metavar="VERSION", type=int, nargs="?", default=None, help="a done version of the model")
+    alias.add_argument("--remove", action="store_true", help="remove the alias instead")
+    alias.add_argument("--serve", action="store_true", help="make the model serve this alias by default")
+    _gateway_options(alias)
+
+    imp = sub.add_parser(
+        "import",
+        help="serve a model trained elsewhere: a skops file or an ONNX graph",
+        description="Import FILE, a skops file (skops.io.dump) of a scikit-learn estimator or pipeline, into "
+        "the family of its estimator, or an ONNX model into the onnx family, as a new model (or, with "
+        "--model-key, as that model's next version). Pickle and joblib files are refused. Prints "
+        "{model_key, status, version} as JSON.",
+        epilog="examples:\n"
+        "  ml-server import logreg churn.skops --name churn\n"
+        "  ml-server import onnx fraud.onnx --features '[\"amount\", \"age\"]'\n"
+        "  ml-server import logreg churn-v2.skops --model-key logreg-9c1f0e2ab3d4c5e6f7a8b9c0",
+        formatter_class=formatter,
+    )
+    imp.add_argument("family", metavar="FAMILY", help="the family of the model's estimator (logreg, forest, ...), or onnx")
+    imp.add_argument("file", metavar="FILE", type=Path, help="a .skops or .onnx file")
+    target = imp.add_mutually_exclusive_group()
+    target.add_argument("--name", default=None, help="name the model: its model_key derives from the name instead of the file")
+    target.add_argument("--model-key", default=None, help="import as the next version of this model")
+    imp.add_argument("--features", type=_json_list, default=None, metavar="JSON", help="column names, when the file has none")
+    imp.add_argument(
+        "--types", type=_json_object, default=None, metavar="JSON", help="kinds of columns that are not numbers, e.g. '{\"city\": \"string\"}'"
+    )
+    _gateway_options(imp)
+
+
+def _json_list(text: str) -> list[Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from e
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError('must be a JSON list, e.g. \'["a", "b"]\'')
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one of COMMANDS; the error's message on stderr and 1 when it fails."""
     import requests
@@ -174,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
         from client.models import ModelClient
 
         with ModelClient(url, token=token) as client:
-            return {"fit": _fit, "predict": _predict, "status": _status}[args.command](client, args)
+            commands = {"fit": _fit, "predict": _predict, "status": _status, "alias": _alias, "import": _import}
+            return commands[args.command](client, args)
     except MLServerError as e:
         print(f"ml-server {args.command}: {e.message}", file=sys.stderr)
     except TimeoutError as e:
@@ -237,7 +294,7 @@ def _fit(client: Any, args: argparse.Namespace) -> int:
 def _predict(client: Any, args: argparse.Namespace) -> int:
     out_kind = _kind(args.output) if args.output is not None else "csv"
     frame = _read(args.data)
-    prediction = client.predict(args.family, args.model_key, frame, method=args.method, version=args.version)
+    prediction = client.predict(args.family, args.model_key, frame, method=args.method, version=args.version, alias=args.alias)
     if args.output is None:
         prediction.to_csv(sys.stdout, index=False)
     elif out_kind == "csv":
@@ -255,4 +312,29 @@ def _status(client: Any, args: argparse.Namespace) -> int:
     else:
         state = client.status(args.family, args.model_key)
     _print_json(state)
+    return 0
+
+
+def _alias(client: Any, args: argparse.Namespace) -> int:
+    if args.remove:
+        if args.version is not None or args.serve:
+            raise CommandError("--remove takes no VERSION and no --serve")
+        client.remove_alias(args.model_key, args.alias)
+    elif args.version is not None:
+        client.set_alias(args.model_key, args.alias, args.version)
+    elif not args.serve:
+        raise CommandError("give the VERSION to point the alias at, --serve, or --remove")
+    _print_json(client.edit_model(args.model_key, serving=args.alias) if args.serve else client.model(args.model_key))
+    return 0
+
+
+def _import(client: Any, args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        raise CommandError(f"{args.file}: no such file")
+    blob = args.file.read_bytes()
+    if args.model_key is not None:
+        answer = client.import_version(args.model_key, blob, features=args.features, types=args.types)
+    else:
+        answer = client.import_model(args.family, blob, name=args.name, features=args.features, types=args.types)
+    _print_json(answer)
     return 0

@@ -15,9 +15,17 @@ which also catches an event lost while the broker was away), and ends after
 the asked version (`?version=N`, default: the latest at subscription) is
 `done`, `failed` or deleted.
 
-Every message is `event: status` with a JSON `data` line: the same fields as
-`GET /{family}` for that version, or `{model_key, family, version, status:
-"deleted"}` when the model was deleted.
+Every status message is `event: status` with a JSON `data` line: that
+version's status (`StatusResponse`), or `{model_key, family, version, status:
+"deleted"}` when the model was deleted. An alias set, moved or removed (or
+the model's serving alias changed) is `event: alias` with `{model_key,
+family, alias, version, serving}` (`version` null: removed).
+
+`GET /events[?family=]` is the feed of every model (the dashboard's list
+follows it): with `Accept: text/event-stream`, the same `status` and `alias`
+events for any model, as they happen, until the client goes away; asked for
+anything else, the versions queued or running now as JSON. A stream that
+never ends is only sent to a client that asks for one.
 """
 
 from __future__ import annotations
@@ -37,11 +45,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from contracts import amqp
 from contracts.errors import InvalidInput, NotFound
-from contracts.schemas import MODEL_KEY, EventsQuery, StatusEvent
+from contracts.schemas import MODEL_KEY, EventsQuery, FeedQuery, StatusEvent
 from contracts.status import Status
 from contracts.topology import EventKind, Topology
 
-from .service import status_body
+from .service import respond, status_body
 from .state import BROKER, RECORDS
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,10 @@ log = logging.getLogger(__name__)
 KEEPALIVE = 15.0
 DELETED = EventKind.DELETED.value
 TERMINAL = frozenset({Status.DONE.value, Status.FAILED.value, DELETED})
+# At most this many versions of each in-flight status in the feed's JSON answer.
+IN_FLIGHT_LIMIT = 1000
+# Versions whose last sent status a feed remembers (to send each change once).
+FEED_MEMORY = 10_000
 
 Event = dict[str, Any]
 
@@ -60,6 +72,7 @@ class EventHub:
     def __init__(self, on_deleted: Callable[[str], None] = lambda key: None) -> None:
         """`on_deleted(model_key)`: called for each model deleted (by any gateway)."""
         self._watchers: defaultdict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
+        self._everything: set[asyncio.Queue[Event | None]] = set()  # the feeds: every model's events
         self.closed = False
         self.on_deleted = on_deleted
 
@@ -78,7 +91,7 @@ class EventHub:
     def close(self) -> None:
         """End every stream (the gateway is shutting down)."""
         self.closed = True
-        for inboxes in self._watchers.values():
+        for inboxes in (*self._watchers.values(), self._everything):
             for inbox in inboxes:
                 inbox.put_nowait(None)
 
@@ -98,6 +111,18 @@ class EventHub:
                 if not watchers:
                     del self._watchers[model_key]
 
+    @contextmanager
+    def watch_all(self) -> Iterator[asyncio.Queue[Event | None]]:
+        """Every model's events from now on; None when the gateway shuts down."""
+        inbox: asyncio.Queue[Event | None] = asyncio.Queue()
+        if self.closed:
+            inbox.put_nowait(None)
+        self._everything.add(inbox)
+        try:
+            yield inbox
+        finally:
+            self._everything.discard(inbox)
+
     def watching(self, model_key: str) -> int:
         return len(self._watchers.get(model_key, ()))
 
@@ -108,12 +133,14 @@ class EventHub:
             return
         if event["event"] == DELETED:
             self.on_deleted(event["model_key"])
-        for inbox in self._watchers.get(event["model_key"], ()):
+        for inbox in (*self._watchers.get(event["model_key"], ()), *self._everything):
             inbox.put_nowait(event)
 
 
 EVENTS = web.AppKey("events", EventHub)
 routes = web.RouteTableDef()
+# `GET /events`: registered by `dashboard.setup`, before the seed's `/{family}` routes.
+feed = web.RouteTableDef()
 
 
 def _state(model: Any, session: Any) -> dict[str, Any]:
@@ -157,6 +184,11 @@ class _Stream:
             return False
         return await self.send(_state(model, session))
 
+    async def alias(self, event: Event) -> None:
+        """An alias set, moved or removed, or the serving alias changed: `event: alias`."""
+        data = json.dumps({k: event.get(k) for k in ("model_key", "family", "alias", "version", "serving")}, separators=(",", ":"))
+        await self.response.write(f"event: alias\ndata: {data}\n\n".encode())
+
     async def keepalive(self) -> None:
         await self.response.write(b": keep-alive\n\n")
 
@@ -190,6 +222,9 @@ async def events(request: web.Request) -> web.StreamResponse:
                     continue
                 if event is None:  # shutting down: the client reconnects or falls back to polling
                     break
+                if event["event"] == EventKind.ALIAS:
+                    await stream.alias(event)
+                    continue
                 if event["event"] == DELETED:
                     await stream.send({"model_key": model_key, "family": model.family, "version": stream.version, "status": DELETED})
                     break
@@ -198,6 +233,88 @@ async def events(request: web.Request) -> web.StreamResponse:
         except ConnectionError:  # the client went away
             return stream.response
         return await _finish(stream)
+
+
+@feed.get("/events")
+async def all_events(request: web.Request) -> web.StreamResponse:
+    """Every model's status changes as server-sent events (`Accept: text/event-stream`), or the versions
+    in flight now as JSON; `family` narrows both to one family."""
+    try:
+        family = FeedQuery().load(dict(request.query))["family"]
+    except ValidationError as e:
+        raise InvalidInput(f"invalid query parameters: {e.messages}", fields=e.messages if isinstance(e.messages, dict) else None) from e
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        return respond({"versions": await _in_flight(request, family)})
+    hub = request.app[EVENTS]
+    with hub.watch_all() as inbox:
+        response = web.StreamResponse(headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        response.content_type = "text/event-stream"
+        response.charset = "utf-8"
+        await response.prepare(request)
+        sent: dict[tuple[str, int], str] = {}
+        try:
+            await response.write(b"retry: 2000\n\n")
+            while True:
+                try:
+                    event = await asyncio.wait_for(inbox.get(), KEEPALIVE)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if event is None:  # shutting down: the client reconnects
+                    break
+                if family is not None and event["family"] != family:
+                    continue
+                message = await _feed_message(request, event, sent)
+                if message:
+                    await response.write(message)
+        except ConnectionError:  # the client went away
+            return response
+        try:
+            await response.write_eof()
+        except ConnectionError:
+            pass
+        return response
+
+
+async def _in_flight(request: web.Request, family: str | None) -> list[dict[str, Any]]:
+    """The versions queued or running now (each model's latest), running first, newest first."""
+    found = []
+    for status in (Status.RUNNING, Status.QUEUED):
+        _, rows = await request.app[RECORDS].list_models(family, None, status, IN_FLIGHT_LIMIT, 0)
+        found += [status_body(model, session) for model, session in rows]
+    return found
+
+
+async def _feed_message(request: web.Request, event: Event, sent: dict[tuple[str, int], str]) -> bytes | None:
+    """The feed's message for one event: the version as the store holds it now (sent when it changed), an
+    alias change, or a deletion; None when there is nothing new to send."""
+    key = event["model_key"]
+    if event["event"] == EventKind.ALIAS:
+        data: dict[str, Any] = {k: event.get(k) for k in ("model_key", "family", "alias", "version", "serving")}
+        return _sse("alias", data)
+    if event["event"] == DELETED:
+        return _sse("status", {"model_key": key, "family": event["family"], "version": event["version"], "status": DELETED})
+    if event["version"] is None:
+        return None
+    try:
+        model, session = await request.app[RECORDS].version_status(key, event["version"])
+    except NotFound:  # deleted meanwhile: its own event follows
+        return None
+    except (SQLAlchemyError, OSError) as e:
+        log.warning("model=%s version=%s feed: the store is unavailable (%s); event skipped", key, event["version"], e)
+        return None
+    state = _state(model, session)
+    if sent.get((key, session.version)) == state["status"]:
+        return None
+    if len(sent) >= FEED_MEMORY:
+        sent.clear()
+    sent[(key, session.version)] = state["status"]
+    return _sse("status", state, f"{key}:{session.version}:{state['status']}")
+
+
+def _sse(name: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
+    text = json.dumps(data, default=str, separators=(",", ":"))  # ASCII: no character a client reads as a line end
+    return (f"id: {event_id}\n" if event_id else "").encode() + f"event: {name}\ndata: {text}\n\n".encode()
 
 
 async def _finish(stream: _Stream) -> web.StreamResponse:

@@ -22,19 +22,26 @@ from marshmallow import Schema, fields
 from contracts import responses
 from contracts.frames import PARQUET
 from contracts.schemas import (
+    ALIAS_PATTERN,
     FAMILY_NAME,
     MODEL_KEY,
     EventsQuery,
     FitParams,
     FitRequest,
     Frame,
+    HistoryQuery,
+    ImportParams,
     JsonDict,
+    JsonList,
+    AliasRequest,
     KeyParams,
+    ModelPatch,
     ModelsQuery,
     PredictParams,
     PredictRequest,
     UpdateParams,
     UpdateRequest,
+    VersionPatch,
     VersionsQuery,
 )
 
@@ -51,6 +58,8 @@ def _custom_fields(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, A
         }
     if isinstance(field, JsonDict):
         return {"description": "a JSON object (in a query string or header: as JSON text)"}
+    if isinstance(field, JsonList):
+        return {"description": "a JSON list (in a query string or header: as JSON text)"}
     return {}
 
 
@@ -61,6 +70,8 @@ def _query_parameters(plugin: MarshmallowPlugin, schema: type[Schema], *, only_p
     for p in params:
         if isinstance(schema._declared_fields.get(p["name"]), JsonDict):
             p["schema"] = {"type": "string", "description": "a JSON object as text, e.g. `{\"C\": 0.5}`"}
+        elif isinstance(schema._declared_fields.get(p["name"]), JsonList):
+            p["schema"] = {"type": "string", "description": "a JSON list as text, e.g. `[\"a\", \"b\"]`"}
         if only_parquet:
             p["required"] = False
             note = "With a Parquet body only (a JSON body carries it as a field)."
@@ -152,6 +163,7 @@ def build() -> dict[str, Any]:
         tags=[
             {"name": "seed", "description": "the original project's API: its client works unchanged"},
             {"name": "ml-server", "description": "models, versions and families as resources, with everything there is to know"},
+            {"name": "registry", "description": "aliases, the serving alias, tags, descriptions, history, imported models"},
             {"name": "operations", "description": "health, readiness, metrics, this document"},
         ],
     )
@@ -165,6 +177,9 @@ def build() -> dict[str, Any]:
         ("UpdateRequest", UpdateRequest),
         ("PredictRequest", PredictRequest),
         ("KeyRequest", KeyParams),
+        ("AliasRequest", AliasRequest),
+        ("ModelPatch", ModelPatch),
+        ("VersionPatch", VersionPatch),
         *_response_schemas(),
     ):
         spec.components.schema(name, schema=schema)
@@ -189,6 +204,7 @@ def build() -> dict[str, Any]:
     key_query = {"name": "model_key", "in": "query", "required": True, "schema": {"type": "string", "pattern": MODEL_KEY.regex.pattern}}
     seed = ["seed"]
     own = ["ml-server"]
+    registry = ["registry"]
 
     spec.path(
         "/{family}",
@@ -295,6 +311,88 @@ def build() -> dict[str, Any]:
                 "summary": "delete the model and all its versions",
                 "responses": {**ok("deleted", "DeleteResponse"), **_errors("401", "403", "404", "422", "503")},
             },
+            "patch": {
+                "tags": registry,
+                "operationId": "edit_model",
+                "summary": "change the model's description, tags, or the alias predicts use by default (`serving`)",
+                "description": "Only the fields given change. `serving: null`: predicts get the latest done version.",
+                "requestBody": {"required": True, "content": _json(ref("ModelPatch"))},
+                "responses": {**ok("the model", "ModelResponse"), **_errors("401", "403", "404", "422", "503")},
+            },
+        },
+    )
+    alias_path = {"name": "alias", "in": "path", "required": True, "schema": {"type": "string", "pattern": ALIAS_PATTERN}}
+    spec.path(
+        "/models/{model_key}/aliases/{alias}",
+        parameters=[_key_path(), alias_path],
+        operations={
+            "put": {
+                "tags": registry,
+                "operationId": "set_alias",
+                "summary": "point an alias at a done version (moving it back is a rollback)",
+                "requestBody": {"required": True, "content": _json(ref("AliasRequest"))},
+                "responses": {**ok("the alias", "AliasResponse"), **_errors("401", "403", "404", "409", "422", "503")},
+            },
+            "delete": {
+                "tags": registry,
+                "operationId": "remove_alias",
+                "summary": "remove an alias (409 for the one the model serves)",
+                "responses": {**ok("removed: `version` null", "AliasResponse"), **_errors("401", "403", "404", "409", "422", "503")},
+            },
+        },
+    )
+    spec.path(
+        "/models/{model_key}/history",
+        parameters=[_key_path()],
+        operations={
+            "get": {
+                "tags": registry,
+                "operationId": "history",
+                "summary": "who did what to the model and its versions, newest first",
+                "parameters": _query_parameters(plugin, HistoryQuery),
+                "responses": {**ok("the history", "HistoryResponse"), **_errors("401", "404", "422", "503")},
+            }
+        },
+    )
+    import_body = {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "a skops file (`skops.io.dump`) or an ONNX model; pickle and joblib files are refused (415)",
+    }
+    import_answers = {
+        **ok("imported: the done version", "TrainResponse", "201"),
+        **_errors("401", "403", "404", "409", "413", "415", "422", "503", "504"),
+    }
+    spec.path(
+        "/families/{family}/models/import",
+        parameters=[_family_param()],
+        operations={
+            "post": {
+                "tags": registry,
+                "operationId": "import_model",
+                "summary": "a model trained elsewhere as a new model: a skops file into the family of its estimator, "
+                "an ONNX graph into `onnx`",
+                "description": "Checked by a consumer before anything is stored: a skops file is read with the server's "
+                "own list of trusted types, a graph is loaded by onnxruntime; both must answer a test predict. 200 "
+                "(not 201) when the same file was imported before without a name.",
+                "parameters": _query_parameters(plugin, ImportParams),
+                "requestBody": import_body,
+                "responses": {**import_answers, **ok("the same file, imported before", "TrainResponse")},
+            }
+        },
+    )
+    spec.path(
+        "/models/{model_key}/import",
+        parameters=[_key_path()],
+        operations={
+            "post": {
+                "tags": registry,
+                "operationId": "import_version",
+                "summary": "a model file as the next version of this model (same family)",
+                "parameters": [p for p in _query_parameters(plugin, ImportParams) if p["name"] != "name"],
+                "requestBody": import_body,
+                "responses": import_answers,
+            }
         },
     )
     predict_params = [p for p in _query_parameters(plugin, PredictParams, only_parquet=True) if p["name"] != "model_key"]
@@ -348,7 +446,14 @@ def build() -> dict[str, Any]:
                 "operationId": "version",
                 "summary": "one version of a model, with its metadata",
                 "responses": {**ok("the version", "VersionResponse"), **_errors("401", "404", "422", "503")},
-            }
+            },
+            "patch": {
+                "tags": registry,
+                "operationId": "edit_version",
+                "summary": "change a version's description or tags",
+                "requestBody": {"required": True, "content": _json(ref("VersionPatch"))},
+                "responses": {**ok("the version", "VersionResponse"), **_errors("401", "403", "404", "422", "503")},
+            },
         },
     )
     spec.path(

@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from contracts.errors import NotFound, NotTrained, TrainingFailed, Unavailable
 from contracts.families import BUILTIN, FamilyInfo
 from contracts.status import JobKind, Status
-from contracts.store import retry_on_conflict, Artifact, Family as FamilyRow, Model, Payload, TrainingSession, utcnow
+from contracts.store import Artifact, Family as FamilyRow, Model, Payload, Tag, TrainingSession, retry_on_conflict, utcnow
+
+from .registry import MODEL, record
 
 
 # Model keys whose family is remembered, at most.
@@ -43,7 +45,7 @@ class Records:
             async with self.sessions() as db:
                 rows = (await db.execute(select(FamilyRow).order_by(FamilyRow.name))).scalars().all()
             self._families = {
-                r.name: FamilyInfo(r.name, r.supervised, r.supports_update, tuple(r.methods), tuple(r.params))
+                r.name: FamilyInfo(r.name, r.supervised, r.supports_update, tuple(r.methods), tuple(r.params), r.fits)
                 for r in rows
             }
             self._families_at = time.monotonic()
@@ -64,7 +66,7 @@ class Records:
         raise NotFound(f"unknown model family {name!r}; served families: {known}")
 
     async def submit_fit(
-        self, family: str, model_key: str, name: str | None, params: dict[str, Any], retrain: bool
+        self, family: str, model_key: str, name: str | None, params: dict[str, Any], retrain: bool, actor: str | None = None
     ) -> tuple[TrainingSession, bool]:
         """(session, True) for a new queued version; (latest session, False) when it exists and no retrain."""
         async def attempt() -> tuple[TrainingSession, bool]:
@@ -84,14 +86,16 @@ class Records:
                     status=Status.QUEUED,
                     params=params,
                     attempts=0,
+                    actor=actor,
                 )
                 db.add(session)
                 await db.flush()
+                await record(db, model.id, session.version, "fit", actor, retrain=bool(latest))
                 return session, True
 
         return await retry_on_conflict(attempt)
 
-    async def submit_update(self, family: str, model_key: str, params: dict[str, Any]) -> TrainingSession:
+    async def submit_update(self, family: str, model_key: str, params: dict[str, Any], actor: str | None = None) -> TrainingSession:
         async def attempt() -> TrainingSession:
             async with self.sessions.begin() as db:
                 model = await self._model(db, family, model_key)
@@ -115,9 +119,11 @@ class Records:
                     status=Status.QUEUED,
                     params=params,
                     attempts=0,
+                    actor=actor,
                 )
                 db.add(session)
                 await db.flush()
+                await record(db, model.id, session.version, "update", actor)
                 return session
 
         return await retry_on_conflict(attempt)
@@ -141,12 +147,17 @@ class Records:
         schema = meta.get("schema")
         return list(schema) if isinstance(schema, list) else None
 
-    async def store_payload(self, session_id: int, data: bytes) -> int:
+    async def store_payload(self, session_id: int | None, data: bytes) -> int:
+        """Data too big for one broker message, by reference (an import's has no session yet)."""
         async with self.sessions.begin() as db:
             payload = Payload(session_id=session_id, data=data, size=len(data))
             db.add(payload)
             await db.flush()
             return payload.id
+
+    async def drop_payload(self, payload_id: int) -> None:
+        async with self.sessions.begin() as db:
+            await db.execute(delete(Payload).where(Payload.id == payload_id))
 
     async def fail(self, session_id: int, error: str) -> None:
         async with self.sessions.begin() as db:
@@ -225,9 +236,9 @@ class Records:
         return int(n)
 
     async def list_models(
-        self, family: str | None, name: str | None, status: Status | None, limit: int, offset: int
+        self, family: str | None, name: str | None, status: Status | None, limit: int, offset: int, tag: str | None = None
     ) -> tuple[int, list[tuple[Model, TrainingSession]]]:
-        """Models with their latest version, newest first; filters on family, name and latest status."""
+        """Models with their latest version, newest first; filters on family, name, latest status and tag."""
         latest = (
             select(TrainingSession.model_id, func.max(TrainingSession.version).label("version"))
             .group_by(TrainingSession.model_id)
@@ -247,6 +258,8 @@ class Records:
             query = query.where(Model.name == name)
         if status:
             query = query.where(TrainingSession.status == status)
+        if tag:
+            query = query.where(Model.id.in_(select(Tag.model_id).where(Tag.name == tag, Tag.version == MODEL)))
         async with self.sessions() as db:
             total = (await db.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
             rows = (await db.execute(query.order_by(Model.id.desc()).limit(limit).offset(offset))).all()

@@ -87,7 +87,7 @@ def limit(request: web.Request, what: str) -> int:
     settings = request.app[SETTINGS]
     if what == "predict":
         return min(settings.max_predict_body, settings.max_body)
-    if what in ("fit", "update"):
+    if what in ("fit", "update", "import"):
         return settings.max_body
     return KEY_BODY_LIMIT
 

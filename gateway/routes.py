@@ -54,7 +54,7 @@ async def fit(request: web.Request) -> web.Response:
     exists and no `retrain` was asked for."""
     family = await family_of(request)
     req = await requests.training(request, "fit", FitRequest(), FitParams)
-    key, session, _ = await service.fit(request.app, family, req)
+    key, session, _ = await service.fit(request.app, family, req, request.get("actor"))
     return service.respond(_TRAIN.dump({"status": session.status.seed, "model_key": key}))
 
 
@@ -71,7 +71,7 @@ async def update(request: web.Request) -> web.Response:
     family = await family_of(request)
     req = await requests.training(request, "update", UpdateRequest(), UpdateParams)
     key = req.params["model_key"]
-    session = await service.update(request.app, family, key, req)
+    session = await service.update(request.app, family, key, req, request.get("actor"))
     return service.respond(_TRAIN.dump({"status": session.status.seed, "model_key": key}))
 
 

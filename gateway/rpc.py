@@ -117,8 +117,10 @@ class Broker:
         except (AMQPError, ConnectionError, RuntimeError, asyncio.TimeoutError) as e:
             log.warning("event for %s not published: %s", model_key, e)
 
-    async def call(self, family: str, body: bytes, headers: dict[str, Any], timeout: float) -> Reply:
-        """Publish a predict and wait for its reply, for `timeout` seconds at most."""
+    async def call(
+        self, family: str, body: bytes, headers: dict[str, Any], timeout: float, kind: str = MessageType.PREDICT
+    ) -> Reply:
+        """Publish a predict (or an import: `kind`) and wait for its reply, for `timeout` seconds at most."""
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
@@ -126,13 +128,13 @@ class Broker:
             message = aio_pika.Message(
                 body,
                 headers=headers,
-                content_type=PARQUET,
-                type=MessageType.PREDICT,
+                content_type=PARQUET if kind == MessageType.PREDICT else "application/octet-stream",
+                type=kind,
                 correlation_id=correlation_id,
                 reply_to=self.reply_queue.name,
                 expiration=timeout,
             )
-            await self._publish(message, self.topology.predict_key(family), what="predict")
+            await self._publish(message, self.topology.predict_key(family), what=kind)
             try:
                 return await asyncio.wait_for(future, timeout)
             except asyncio.TimeoutError:

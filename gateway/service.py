@@ -16,16 +16,17 @@ import pandas as pd
 from aiohttp import web
 
 from contracts.columns import InputSchema, check_target, check_update, infer
-from contracts.errors import InvalidInput
+from contracts.errors import Conflict, InvalidInput, NotFound
 from contracts.families import FamilyInfo
 from contracts.frames import PARQUET, ParquetCodec, digest_frames, labelled
 from contracts.pandas_json import write_answer, write_array
 from contracts.responses import PredictResponse, StatusResponse
-from contracts.schemas import StatusEvent, TrainHeaders
+from contracts.schemas import ImportHeaders, StatusEvent, TrainHeaders, read_reply
 from contracts.status import Backend, JobKind
 from contracts.store import TrainingSession
-from contracts.topology import EventKind
+from contracts.topology import EventKind, MessageType
 
+from . import uploads
 from .batching import Answer
 from .requests import Predicting, Training
 from .state import BROKER, COALESCER, RECORDS, SETTINGS
@@ -63,10 +64,13 @@ def model_key(
     return f"{family}-{h.hexdigest()[:24]}"
 
 
-async def fit(app: web.Application, family: FamilyInfo, req: Training) -> tuple[str, TrainingSession, bool]:
+async def fit(
+    app: web.Application, family: FamilyInfo, req: Training, actor: str | None = None
+) -> tuple[str, TrainingSession, bool]:
     """(model_key, session, created): a new queued version, or the latest one of a model that exists.
     What no model could learn from is refused here (422), before anything is queued."""
     params = req.params
+    family.check_fits()
     family.check_target(req.has_y)
     family.check_modkwargs(params["modkwargs"])
     assert req.x is not None
@@ -78,14 +82,15 @@ async def fit(app: web.Application, family: FamilyInfo, req: Training) -> tuple[
     body = await req.encoded()
     stored = {k: params[k] for k in ("modkwargs", "algkwargs", "name", "retrain")}
     stored["backend"] = backend.value if backend is not None else None  # None: the family's default
-    session, created = await app[RECORDS].submit_fit(family.name, key, params["name"], stored, params["retrain"])
+    session, created = await app[RECORDS].submit_fit(family.name, key, params["name"], stored, params["retrain"], actor)
     if created:
         await publish(app, family.name, key, session, JobKind.FIT, body, params["modkwargs"], params["algkwargs"], backend)
     return key, session, created
 
 
-async def update(app: web.Application, family: FamilyInfo, key: str, req: Training) -> TrainingSession:
+async def update(app: web.Application, family: FamilyInfo, key: str, req: Training, actor: str | None = None) -> TrainingSession:
     """`partial_fit` on the model's latest done version, as a new version."""
+    family.check_fits()
     if not family.supports_update:
         raise InvalidInput(f"family {family.name!r} does not support update (partial_fit)")
     if family.supervised:
@@ -97,7 +102,7 @@ async def update(app: web.Application, family: FamilyInfo, key: str, req: Traini
     if schema is not None:  # the encoders of the first fit stay: the same columns, no new categories
         check_update(req.x, InputSchema.from_list(schema))
     body = await req.encoded()
-    session = await app[RECORDS].submit_update(family.name, key, {})
+    session = await app[RECORDS].submit_update(family.name, key, {}, actor)
     await publish(app, family.name, key, session, JobKind.UPDATE, body, {}, {})
     return session
 
@@ -137,6 +142,67 @@ async def publish(
         raise
 
 
+# ---- import ------------------------------------------------------------------------------------
+
+# Seconds an import may take: reading the file in a fit process (started first, if none is warm),
+# a test predict, storing it.
+IMPORT_TIMEOUT = 120.0
+
+
+def import_key(family: str, name: str | None, blob: bytes) -> str:
+    """From the name when given, else from the file: the same file imported twice is the same model."""
+    if name is not None:
+        return model_key(family, name, None, None, {})
+    h = hashlib.sha256(family.encode() + b"\0import\0" + hashlib.sha256(blob).digest())
+    return f"{family}-{h.hexdigest()[:24]}"
+
+
+async def import_model(
+    app: web.Application, family: FamilyInfo, key: str | None, params: dict[str, Any], blob: bytes, actor: str | None
+) -> tuple[str, int, bool]:
+    """(model_key, version, created): a model file stored as a done version, checked by a consumer of
+    the family first (nothing is stored when it refuses the file). `key`: a new version of that model;
+    None: a new model (the latest version of the same file imported before, when it was)."""
+    fmt = uploads.sniff(blob, params["format"])
+    if fmt == uploads.ONNX and family.fits:
+        raise InvalidInput(f"file: an ONNX graph is served by the onnx family, not {family.name!r}", fields={"file": ["onnx"]})
+    if fmt == uploads.SKOPS and not family.fits:
+        raise InvalidInput(f"file: family {family.name!r} takes ONNX graphs; import a skops file into a scikit-learn family", fields={"file": ["skops"]})
+    if key is None:
+        key = import_key(family.name, params["name"], blob)
+        try:
+            await app[RECORDS].family_of(key)
+        except NotFound:
+            pass
+        else:
+            if params["name"] is not None:
+                raise Conflict(f"a model named {params['name']!r} exists ({key}): POST /models/{key}/import adds a version to it")
+            _, latest = await app[RECORDS].status(family.name, key)
+            return key, latest.version, False
+    job: dict[str, Any] = {
+        "model_key": key,
+        "family": family.name,
+        "name": params["name"],
+        "format": fmt,
+        "features": params["features"],
+        "types": params["types"],
+        "actor": actor,
+    }
+    body = blob
+    if len(blob) > app[SETTINGS].inline_limit:
+        job["payload_id"] = await app[RECORDS].store_payload(None, blob)
+        body = b""
+    headers = {k: v for k, v in ImportHeaders().dump(job).items() if v is not None}
+    try:
+        reply_headers, reply = await app[BROKER].call(family.name, body, headers, IMPORT_TIMEOUT, MessageType.IMPORT)
+    except Exception:
+        if "payload_id" in job:  # the consumer drops it once it has read it; unread, it would stay
+            await app[RECORDS].drop_payload(job["payload_id"])
+        raise
+    answer = orjson.loads(read_reply(reply_headers, reply))
+    return key, int(answer["version"]), True
+
+
 # ---- predict -----------------------------------------------------------------------------------
 
 _PREDICT_RESPONSE = PredictResponse()
@@ -146,7 +212,7 @@ async def predict(app: web.Application, family: str, req: Predicting) -> web.Res
     """A predict's one way: the parsed request to the coalescer, its answer rendered as asked."""
     p = req.params
     answer = await app[COALESCER].predict(
-        family, p["model_key"], p["version"], p["kwargs"], req.rows, app[SETTINGS].predict_timeout
+        family, p["model_key"], p["version"], p["kwargs"], req.rows, app[SETTINGS].predict_timeout, p["alias"]
     )
     return render(req, answer)
 
@@ -189,6 +255,12 @@ def status_body(model: Any, session: Any) -> dict[str, Any]:
         }
     )
     return body
+
+
+async def alias_event(app: web.Application, model: Any, alias: str | None, version: int | None) -> None:
+    """Tell consumers (to follow the alias at once) and event streams that an alias or the serving alias changed."""
+    event = {"event": EventKind.ALIAS, "model_key": model.model_key, "family": model.family, "alias": alias, "version": version, "serving": model.serving}
+    await app[BROKER].publish_event(model.family, model.model_key, StatusEvent().dump(event))
 
 
 async def delete(app: web.Application, family: str, key: str) -> int:

@@ -20,10 +20,10 @@ from .stack import ROOT, Stack, wait_for
 
 def test_token_settings_hold_hashes_and_bad_entries_name_the_variable() -> None:
     token, entry = new_token("read")
-    settings = Settings.from_env({"ML_SERVER_TOKENS": f"{entry}, write:{digest('other')}"})
-    assert settings.tokens == (("read", digest(token)), ("write", digest("other")))
+    settings = Settings.from_env({"ML_SERVER_TOKENS": f"{entry}, write:{digest('other')}:alice"})
+    assert settings.tokens == (("read", digest(token), f"read-{digest(token)[:8]}"), ("write", digest("other"), "alice"))
     assert token not in repr(settings)
-    for bad in ("admin:" + "0" * 64, "read:abc", "write:" + "z" * 64, token):
+    for bad in ("admin:" + "0" * 64, "read:abc", "write:" + "z" * 64, token, "write:" + "0" * 64 + ":no spaces"):
         with pytest.raises(SettingsError, match="ML_SERVER_TOKENS"):
             Settings.from_env({"ML_SERVER_TOKENS": bad})
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
@@ -44,7 +44,7 @@ def test_gateway_refuses_a_public_address_without_tokens(tmp_path: Path) -> None
 
 @pytest.mark.integration
 def test_scopes_on_every_verb(fresh_stack: Stack) -> None:
-    write, write_entry = new_token("write")
+    write, write_entry = new_token("write", "alice")
     read, read_entry = new_token("read")
     fresh_stack.start_consumer("logreg")
     fresh_stack.start_gateway(ML_SERVER_TOKENS=f"{write_entry},{read_entry}")
@@ -100,6 +100,27 @@ def test_scopes_on_every_verb(fresh_stack: Stack) -> None:
     assert requests.delete(fresh_stack.model_url(key), headers=auth(read), timeout=10).status_code == 403
     r = requests.post(own_fit, json={**fit, "retrain": True}, headers=auth(write), timeout=30)
     assert r.status_code == 202 and r.json()["version"] == 2, r.text
+
+    # The registry: a read token looks, a write token changes; who did what is the token's name.
+    wait_for(lambda: requests.get(fresh_stack.model_url(key), headers=auth(read), timeout=10).json()["latest"]["status"] == "done", 60)
+    alias = fresh_stack.model_url(key, "aliases", "champion")
+    changes = (
+        ("PUT", alias, {"version": 2}),
+        ("PATCH", fresh_stack.model_url(key), {"tags": ["prod"]}),
+        ("PATCH", fresh_stack.model_url(key, "versions", "2"), {"description": "second"}),
+        ("DELETE", alias, None),
+    )
+    for method, target, body in changes:
+        assert requests.request(method, target, json=body, headers=auth(read), timeout=10).status_code == 403
+        r = requests.request(method, target, json=body, headers=auth(write), timeout=10)
+        assert r.status_code == 200, r.text
+    for target in (f"{fresh_stack.url}/families/logreg/models/import", fresh_stack.model_url(key, "import")):
+        assert requests.post(target, data=b"PK\x03\x04", headers=auth(read), timeout=10).status_code == 403
+    history = requests.get(fresh_stack.model_url(key, "history"), headers=auth(read), timeout=10).json()["history"]
+    assert [(h["action"], h["actor"]) for h in history][:4] == [("unalias", "alice"), ("describe", "alice"), ("tag", "alice"), ("alias", "alice")]
+    assert {(h["action"], h["version"], h["actor"]) for h in history} >= {("fit", 1, "alice"), ("fit", 2, "alice")}
+    versions = requests.get(fresh_stack.model_url(key, "versions"), headers=auth(read), timeout=10).json()["versions"]
+    assert [v["actor"] for v in versions] == ["alice", "alice"]
 
     assert requests.delete(url, params={"model_key": key}, headers=auth(write), timeout=10).json() == {}
     assert requests.get(fresh_stack.model_url(key), headers=auth(read), timeout=10).status_code == 404

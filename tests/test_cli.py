@@ -1,4 +1,4 @@
-"""`ml-server fit | predict | status`: the real console script against the real stack."""
+"""`ml-server fit | predict | status | alias | import`: the real console script against the real stack."""
 
 from __future__ import annotations
 
@@ -136,9 +136,49 @@ def test_errors_are_messages_and_non_zero_exits(stack: Stack, tmp_path: Path) ->
 OPTIONS = {
     "fit": ["FAMILY", "DATA", "--target", "--name", "--modkwargs", "--algkwargs", "--backend", "--retrain", "--wait",
             "--no-wait", "--timeout", "--progress", "--url", "--token"],
-    "predict": ["FAMILY", "MODEL_KEY", "DATA", "--method", "--version", "--output", "--url", "--token"],
+    "predict": ["FAMILY", "MODEL_KEY", "DATA", "--method", "--version", "--alias", "--output", "--url", "--token"],
     "status": ["FAMILY", "MODEL_KEY", "--wait", "--timeout", "--progress", "--url", "--token"],
+    "alias": ["MODEL_KEY", "ALIAS", "VERSION", "--remove", "--serve", "--url", "--token"],
+    "import": ["FAMILY", "FILE", "--name", "--model-key", "--features", "--types", "--url", "--token"],
 }
+
+
+def test_import_then_alias_promote_and_roll_back(stack: Stack, tmp_path: Path) -> None:
+    import skops.io
+
+    frame = classification(seed=31)
+    x, y = frame[["f0", "f1", "f2"]], frame["label"]
+    first = LogisticRegression(C=0.01).fit(x, y)
+    second = LogisticRegression(C=100.0).fit(x.iloc[:60], y.iloc[:60])
+    files = []
+    for i, model in enumerate((first, second)):
+        files.append(tmp_path / f"model-{i}.skops")
+        skops.io.dump(model, files[-1])
+    imported = json.loads(ok(ml_server(stack, "import", "logreg", str(files[0]), "--name", "cli-import")).stdout)
+    key = imported["model_key"]
+    assert imported == {"model_key": key, "status": "done", "version": 1}
+    again = json.loads(ok(ml_server(stack, "import", "logreg", str(files[1]), "--model-key", key)).stdout)
+    assert again["version"] == 2
+    features = tmp_path / "features.csv"
+    x.to_csv(features, index=False)
+
+    def predicted(*pick: str) -> list[float]:
+        out = ok(ml_server(stack, "predict", "logreg", key, str(features), "--method", "predict_proba", *pick)).stdout
+        return pd.read_csv(io.StringIO(out)).iloc[:, 1].round(9).tolist()
+
+    assert predicted() == second.predict_proba(x)[:, 1].round(9).tolist()
+    model = json.loads(ok(ml_server(stack, "alias", key, "champion", "1", "--serve")).stdout)
+    assert model["aliases"] == {"champion": 1} and model["serving_version"] == 1
+    assert predicted() == first.predict_proba(x)[:, 1].round(9).tolist()
+    ok(ml_server(stack, "alias", key, "champion", "2"))
+    assert predicted("--alias", "champion") == second.predict_proba(x)[:, 1].round(9).tolist()
+    ok(ml_server(stack, "alias", key, "champion", "1"))  # roll back
+    assert predicted() == first.predict_proba(x)[:, 1].round(9).tolist()
+    assert "serves" in failed(ml_server(stack, "alias", key, "champion", "--remove"))
+    pickled = tmp_path / "model.pkl"
+    pickled.write_bytes(b"\x80\x04" + b"\x00" * 32)
+    assert "pickle and joblib files are refused" in failed(ml_server(stack, "import", "logreg", str(pickled)))
+    assert "give the VERSION" in failed(ml_server(stack, "alias", key, "challenger"))
 
 
 @pytest.mark.parametrize("command", sorted(OPTIONS))
