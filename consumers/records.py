@@ -31,6 +31,7 @@ from contracts.store import (
     Model,
     Payload,
     TrainingSession,
+    model_row,
     retry_on_conflict,
     utcnow,
 )
@@ -112,12 +113,8 @@ class Records:
                 ).scalar_one_or_none()
                 if existing is not None:
                     return existing
-                model = (await db.execute(select(Model).where(Model.model_key == job["model_key"]))).scalar_one_or_none()
-                if model is None:
-                    model = Model(model_key=job["model_key"], family=family, name=job["name"])
-                    db.add(model)
-                    await db.flush()
-                elif model.family != family:
+                model = await model_row(db, job["model_key"], family, job["name"])
+                if model.family != family:
                     return None
                 latest = (
                     await db.execute(
@@ -152,12 +149,8 @@ class Records:
 
         async def attempt() -> int:
             async with self.sessions.begin() as db:
-                model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
-                if model is None:
-                    model = Model(model_key=model_key, family=family, name=name)
-                    db.add(model)
-                    await db.flush()
-                elif model.family != family:
+                model = await model_row(db, model_key, family, name)
+                if model.family != family:
                     raise NotFound(f"no {family} model with model_key {model_key!r}")
                 latest = (
                     await db.execute(select(func.max(TrainingSession.version)).where(TrainingSession.model_id == model.id))

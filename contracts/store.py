@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    select,
     JSON,
     BigInteger,
     Boolean,
@@ -38,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -247,3 +248,14 @@ async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], tries: int = 5)
             if n == tries - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+async def model_row(db: AsyncSession, model_key: str, family: str, name: str | None) -> Model:
+    """The model with this key, created (in the caller's transaction) when there is none. Its family
+    may differ from `family`: the caller decides what that means."""
+    model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
+    if model is None:
+        model = Model(model_key=model_key, family=family, name=name)
+        db.add(model)
+        await db.flush()
+    return model

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from contracts.errors import NotFound, NotTrained, TrainingFailed, Unavailable
 from contracts.families import BUILTIN, FamilyInfo
 from contracts.status import JobKind, Status
-from contracts.store import Artifact, Family as FamilyRow, Model, Payload, Tag, TrainingSession, retry_on_conflict, utcnow
+from contracts.store import Artifact, Family as FamilyRow, Model, Payload, Tag, TrainingSession, model_row, retry_on_conflict, utcnow
 
 from .registry import MODEL, record
 
@@ -71,11 +71,7 @@ class Records:
         """(session, True) for a new queued version; (latest session, False) when it exists and no retrain."""
         async def attempt() -> tuple[TrainingSession, bool]:
             async with self.sessions.begin() as db:
-                model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
-                if model is None:
-                    model = Model(model_key=model_key, family=family, name=name)
-                    db.add(model)
-                    await db.flush()
+                model = await model_row(db, model_key, family, name)
                 latest = await self._latest(db, model.id)
                 if latest is not None and not retrain and latest.status is not Status.FAILED:
                     return latest, False
