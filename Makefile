@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install broker run test clean
+.PHONY: install broker browser run test clean
 
 install: $(STAMP)
 
@@ -19,10 +19,13 @@ $(STAMP): pyproject.toml
 broker:
 	scripts/ensure-rabbitmq.sh
 
+browser:
+	scripts/ensure-chromium.sh
+
 run: install broker
 	$(BIN)/ml-server run
 
-test: install broker
+test: install broker browser
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 

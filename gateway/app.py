@@ -18,7 +18,7 @@ from contracts.responses import HealthResponse, ReadyResponse
 from contracts.settings import Settings
 from contracts.store import make_engine
 
-from . import auth, events, metrics, openapi
+from . import auth, dashboard, events, metrics, openapi
 from .batching import Coalescer
 from .records import Records
 from .resources import resources
@@ -118,6 +118,7 @@ def make_app(settings: Settings) -> web.Application:
     app.add_routes(ops)
     app.add_routes(openapi.routes)
     app.add_routes(resources)  # before `/{family}`: `/models` and `/families` are not families
+    dashboard.setup(app)  # GET /ui and GET /events, before `/{family}` too
     app.add_routes(routes)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_broker)

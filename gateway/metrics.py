@@ -64,6 +64,11 @@ QUEUE_MESSAGES = Gauge(
     "Messages ready in a family's queue (from a passive declare at scrape time)",
     ["family", "queue"],
 )
+QUEUE_CONSUMERS = Gauge(
+    "ml_server_queue_consumers",
+    "Consumers on a family's queue (from the same passive declare)",
+    ["family", "queue"],
+)
 
 
 def observe_predict_batch(requests: int, rows: int) -> None:
@@ -104,13 +109,15 @@ async def middleware(
 
 
 async def refresh_queue_depths(broker: Broker, families: Iterable[str]) -> None:
-    """Set `ml_server_queue_messages` for each family's train and predict queue; skip queues that don't exist."""
+    """Set `ml_server_queue_messages` and `ml_server_queue_consumers` for each family's train and predict queue;
+    skip queues that don't exist."""
     t = broker.topology
     queues = {(family, kind): name for family in families for kind, name in (("train", t.train_queue(family)), ("predict", t.predict_queue(family)))}
     states = await broker.inspect(list(queues.values()))
     for (family, kind), name in queues.items():
         if name in states:
             QUEUE_MESSAGES.labels(family, kind).set(states[name].messages)
+            QUEUE_CONSUMERS.labels(family, kind).set(states[name].consumers)
 
 
 async def scrape(broker: Broker | None, families: Callable[[], Awaitable[Iterable[str]]]) -> bytes:
@@ -132,6 +139,7 @@ __all__ = [
     "LATENCY",
     "PREDICT_BATCH_REQUESTS",
     "PREDICT_BATCH_ROWS",
+    "QUEUE_CONSUMERS",
     "QUEUE_MESSAGES",
     "REQUESTS",
     "middleware",

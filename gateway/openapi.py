@@ -26,6 +26,7 @@ from contracts.schemas import (
     FAMILY_NAME,
     MODEL_KEY,
     EventsQuery,
+    FeedQuery,
     FitParams,
     FitRequest,
     Frame,
@@ -44,6 +45,8 @@ from contracts.schemas import (
     VersionPatch,
     VersionsQuery,
 )
+
+from . import dashboard
 
 routes = web.RouteTableDef()
 
@@ -475,6 +478,29 @@ def build() -> dict[str, Any]:
             }
         },
     )
+    spec.path(
+        "/events",
+        operations={
+            "get": {
+                "tags": own,
+                "operationId": "feed",
+                "summary": "every model's status changes: server-sent events with `Accept: text/event-stream`, "
+                "else the versions queued or running now",
+                "parameters": _query_parameters(plugin, FeedQuery),
+                "responses": {
+                    "200": {
+                        "description": "an event stream (`event: status` with a StatusResponse, `event: alias`) that lasts "
+                        "until the client goes away; or, without `Accept: text/event-stream`, `{versions: [StatusResponse]}`",
+                        "content": {
+                            "text/event-stream": {"schema": {"type": "string"}},
+                            **_json({"type": "object", "properties": {"versions": {"type": "array", "items": ref("StatusResponse")}}}),
+                        },
+                    },
+                    **_errors("401", "422", "503"),
+                },
+            }
+        },
+    )
     open_ops: tuple[tuple[str, str, str, dict[str, Any], dict[str, Any]], ...] = (
         ("/healthz", "healthz", "the gateway process is up", _json(ref("HealthResponse")), {}),
         (
@@ -486,6 +512,7 @@ def build() -> dict[str, Any]:
         ),
         ("/openapi.json", "openapi", "this document", _json({"type": "object"}), {}),
         ("/docs", "docs", "the API documentation page (Swagger UI, served by the gateway)", {"text/html": {"schema": {"type": "string"}}}, {}),
+        ("/ui", "dashboard", "the dashboard (it asks the API with the token typed into it)", {"text/html": {"schema": {"type": "string"}}}, {}),
     )
     for path, op_id, summary, content, extra in open_ops:
         spec.path(
@@ -508,6 +535,19 @@ def build() -> dict[str, Any]:
                 "tags": ["operations"],
                 "operationId": "docs_asset",
                 "summary": "a script, style sheet or icon of the docs page",
+                "security": _OPEN,
+                "responses": {"200": {"description": "the file"}, **_errors("404")},
+            }
+        },
+    )
+    spec.path(
+        "/ui/{asset}",
+        parameters=[{"name": "asset", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(dashboard.ASSETS)}}],
+        operations={
+            "get": {
+                "tags": ["operations"],
+                "operationId": "dashboard_asset",
+                "summary": "a script, style sheet or icon of the dashboard",
                 "security": _OPEN,
                 "responses": {"200": {"description": "the file"}, **_errors("404")},
             }
