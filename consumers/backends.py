@@ -30,9 +30,7 @@ from collections.abc import Collection, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import joblib
 import pandas as pd
-import sklearn
 
 from contracts.columns import InputSchema
 from contracts.errors import ArtifactIncompatible
@@ -75,6 +73,8 @@ def dump(
         if x is None:
             raise ArtifactError("an ONNX export needs the training frame")
         return onnx_models.export(estimator, x, schema, methods, _skops_dumps(estimator) if keep_state else None)
+    import joblib  # with scikit-learn: only where a model is made or loaded, not at a consumer's start
+
     buf = io.BytesIO()
     joblib.dump(estimator, buf)
     payload = buf.getvalue()
@@ -104,6 +104,8 @@ def load(
     mac, payload = blob[len(_MAGIC) : len(_MAGIC) + _MAC_SIZE], blob[len(_MAGIC) + _MAC_SIZE :]
     if not hmac.compare_digest(mac, hmac.new(key, payload, hashlib.sha256).digest()):
         raise ArtifactError("artifact signature does not match; refusing to load it")
+    import joblib
+
     return joblib.load(io.BytesIO(payload))
 
 
@@ -131,9 +133,10 @@ def load_estimator(
 def check_versions(versions: dict[str, str] | None) -> None:
     """Refuse an estimator pickled or skopsed under another scikit-learn: it may load and answer wrongly."""
     made = (versions or {}).get("scikit-learn")
-    if made is not None and made != sklearn.__version__:
+    running = _version("scikit-learn")
+    if made is not None and made != running:
         raise ArtifactIncompatible(
-            f"the model was stored with scikit-learn {made} and this consumer runs {sklearn.__version__}; "
+            f"the model was stored with scikit-learn {made} and this consumer runs {running}; "
             f"refusing to load it rather than risk different answers: fit it again (or fit with backend "
             f"onnx, which does not need scikit-learn to predict), or serve it with scikit-learn {made}"
         )
@@ -146,7 +149,7 @@ def versions(backend: Backend | str, keep_state: bool = False) -> dict[str, str]
         Backend.SKOPS: ["skops"],
         Backend.ONNX: ["onnx", "skl2onnx", "onnxruntime", *(["skops"] if keep_state else [])],
     }[Backend(backend)]
-    out = {"python": sys.version.split()[0], "scikit-learn": sklearn.__version__, "numpy": _version("numpy")}
+    out = {"python": sys.version.split()[0], "scikit-learn": _version("scikit-learn"), "numpy": _version("numpy")}
     out.update({name: _version(name) for name in names})
     return out
 
