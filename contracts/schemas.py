@@ -36,6 +36,16 @@ TAG = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$", error="not a tag: 
 DESCRIPTION = validate.Length(max=10_000)
 
 
+class Text(fields.String):
+    """Free text that is stored: a NUL character is refused here (PostgreSQL's text types cannot hold one)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("must not contain a NUL character")
+        return text
+
+
 class JsonDict(fields.Dict):
     """A dict, given as an object or (query strings, AMQP headers) as JSON text."""
 
@@ -102,7 +112,7 @@ def _decode_frames(data: dict[str, Any], names: tuple[str, ...]) -> dict[str, An
 
 class FitParams(_Strict):
     orient = fields.String(load_default="columns", validate=validate.OneOf(ORIENTS))
-    name = fields.String(load_default=None, allow_none=True, validate=NAME_LENGTH)
+    name = Text(load_default=None, allow_none=True, validate=NAME_LENGTH)
     modkwargs = JsonDict(load_default=dict)
     algkwargs = JsonDict(load_default=dict)
     retrain = fields.Boolean(load_default=False)
@@ -159,7 +169,7 @@ class PredictRequest(PredictParams):
 
 class ModelsQuery(_Strict):
     family = fields.String(load_default=None, validate=FAMILY_NAME)
-    name = fields.String(load_default=None, validate=NAME_LENGTH)
+    name = Text(load_default=None, validate=NAME_LENGTH)
     status = fields.Enum(Status, by_value=True, load_default=None)
     tag = fields.String(load_default=None, validate=TAG)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
@@ -181,7 +191,7 @@ class AliasRequest(_Strict):
 class ModelPatch(_Strict):
     """`PATCH /models/{model_key}`: what to change (a field left out stays as it is)."""
 
-    description = fields.String(allow_none=True, validate=DESCRIPTION)
+    description = Text(allow_none=True, validate=DESCRIPTION)
     tags = fields.List(fields.String(validate=TAG), validate=validate.Length(max=100))
     # The alias predicts use when they name neither a version nor an alias; null: the latest done version.
     serving = fields.String(allow_none=True, validate=ALIAS_NAME)
@@ -190,7 +200,7 @@ class ModelPatch(_Strict):
 class VersionPatch(_Strict):
     """`PATCH /models/{model_key}/versions/{version}`."""
 
-    description = fields.String(allow_none=True, validate=DESCRIPTION)
+    description = Text(allow_none=True, validate=DESCRIPTION)
     tags = fields.List(fields.String(validate=TAG), validate=validate.Length(max=100))
 
 
@@ -201,7 +211,7 @@ class HistoryQuery(_Strict):
 class ImportParams(_Strict):
     """An import's query string: the file is the body."""
 
-    name = fields.String(load_default=None, allow_none=True, validate=NAME_LENGTH)
+    name = Text(load_default=None, allow_none=True, validate=NAME_LENGTH)
     # Told apart by the file's first bytes when not given.
     format = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(("skops", "onnx")))
     features = JsonList(load_default=None, allow_none=True)
@@ -249,7 +259,7 @@ class TrainHeaders(_Headers):
     family = fields.String(required=True, data_key=Header.FAMILY, validate=FAMILY_NAME)
     version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION, validate=POSITIVE_ID)
     kind = fields.Enum(JobKind, by_value=True, load_default=JobKind.FIT, data_key=Header.KIND)
-    name = fields.String(load_default=None, allow_none=True, data_key=Header.NAME, validate=NAME_LENGTH)
+    name = Text(load_default=None, allow_none=True, data_key=Header.NAME, validate=NAME_LENGTH)
     payload_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.PAYLOAD_ID, validate=POSITIVE_ID)
     modkwargs = JsonDict(load_default=dict, data_key=Header.MODKWARGS)
     algkwargs = JsonDict(load_default=dict, data_key=Header.ALGKWARGS)
@@ -269,7 +279,7 @@ class ImportHeaders(_Headers):
 
     model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
     family = fields.String(required=True, data_key=Header.FAMILY, validate=FAMILY_NAME)
-    name = fields.String(load_default=None, allow_none=True, data_key=Header.NAME, validate=NAME_LENGTH)
+    name = Text(load_default=None, allow_none=True, data_key=Header.NAME, validate=NAME_LENGTH)
     format = fields.String(required=True, data_key=Header.IMPORT_FORMAT, validate=validate.OneOf(("skops", "onnx")))
     features = JsonList(load_default=None, allow_none=True, data_key=Header.FEATURES)
     types = JsonDict(load_default=None, allow_none=True, data_key=Header.TYPES)

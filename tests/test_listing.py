@@ -55,4 +55,9 @@ def test_models_and_versions_listing(stack: Stack) -> None:
 
     assert requests.get(f"{stack.url}/models", params={"status": "sideways"}, timeout=10).status_code == 422
     assert requests.get(f"{stack.url}/models", params={"limit": 0}, timeout=10).status_code == 422
+    # Text PostgreSQL cannot store is refused before the store sees it, on both databases alike.
+    nul = requests.get(f"{stack.url}/models", params={"name": "a\x00b"}, timeout=10)
+    assert nul.status_code == 422 and nul.json()["error"]["fields"] == {"name": ["must not contain a NUL character"]}, nul.text
+    fit = requests.put(f"{stack.url}/linreg", json={"x": '{"a":{"0":1.0}}', "y": '{"t":{"0":1.0}}', "name": "a\x00b"}, timeout=10)
+    assert fit.status_code == 422 and "name" in fit.json()["error"]["fields"], fit.text
     assert requests.get(f"{stack.url}/models/nope/versions", timeout=10).status_code == 404
