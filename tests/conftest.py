@@ -6,8 +6,9 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,11 +55,23 @@ def new_database(kind: str, folder: Path) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def shared() -> Iterator[dict[str, Any]]:
+    """What one test process shares between all its test files: a database and a stack per kind.
+
+    pytest tears a parametrized session fixture down whenever the parameter
+    changes, which happens at every file; keeping them here starts each once."""
+    with ExitStack() as resources:
+        yield {"resources": resources}
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, empty database for the session: a SQLite file, or a new PostgreSQL database."""
-    with new_database(request.param, tmp_path_factory.mktemp("db")) as url:
-        yield url
+def database_url(request: pytest.FixtureRequest, shared: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database for the session, of each kind: a SQLite file, or a new PostgreSQL database."""
+    key = f"database-{request.param}"
+    if key not in shared:
+        shared[key] = shared["resources"].enter_context(new_database(request.param, tmp_path_factory.mktemp("db")))
+    return str(shared[key])
 
 
 @pytest.fixture
@@ -72,17 +85,21 @@ STANDARD_FAMILIES = tuple(BUILTIN)  # one consumer process serves them all
 
 
 @pytest.fixture(scope="session")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(database_url: str, shared: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Stack:
     """A gateway and one consumer process serving the standard families, shared by the tests of one database."""
-    s = Stack(database_url, tmp_path_factory.mktemp("stack"))
-    try:
+    key = f"stack-{database_url}"
+    if key not in shared:
+        s = Stack(database_url, tmp_path_factory.mktemp("stack"))
+        shared["resources"].callback(s.stop)
         s.start_consumer(*STANDARD_FAMILIES, wait=False)
         s.start_gateway()
         for family in STANDARD_FAMILIES:
             s.wait_consumers(family)
-        yield s
-    finally:
-        s.stop()
+        shared[key] = s
+    stack: Stack = shared[key]
+    for proc in [stack.gateway, *(p for _, p in stack.consumers)]:
+        assert proc is not None and proc.poll() is None, f"a process of the shared stack exited:\n{stack.logs()}"
+    return stack
 
 
 @pytest.fixture

@@ -52,6 +52,8 @@ class TcpProxy:
                 client.close()
                 continue
             upstream.settimeout(None)
+            for s in (client, upstream):  # forward small frames at once, as a direct connection would
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 if stop.is_set():
                     client.close()
