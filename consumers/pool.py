@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Imported by the forkserver before it forks any fit process, besides the families' own modules.
-PRELOAD = ("consumers.__main__", "consumers.jobs")
+# Imported by the forkserver before it forks any fit process, besides the families' own modules: what a
+# fit, an update and an import run (not the consumer's transport: aio-pika, the store, the event loop).
+PRELOAD = ("consumers.pool", "consumers.jobs", "consumers.imports")
 
 
 _consumer: int | None = None
