@@ -18,7 +18,7 @@ from contracts.families import BUILTIN, FamilyInfo
 from contracts.status import JobKind, Status
 from contracts.store import Artifact, Family as FamilyRow, Model, Payload, Tag, TrainingSession, model_row, retry_on_conflict, utcnow
 
-from .registry import MODEL, record
+from .registry import MODEL, record, version_of
 
 
 # Model keys whose family is remembered, at most.
@@ -178,16 +178,11 @@ class Records:
             model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
             if model is None:
                 raise NotFound(f"no model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
-            if version is None:
-                session = await self._latest(db, model.id)
-            else:
-                session = (
-                    await db.execute(
-                        select(TrainingSession).where(TrainingSession.model_id == model.id, TrainingSession.version == version)
-                    )
-                ).scalar_one_or_none()
-            if session is None:
-                raise NotFound(f"model {model_key!r} has no version {version}", fields={"version": ["unknown"]})
+            if version is not None:
+                return model, await version_of(db, model, version)
+            session = await self._latest(db, model.id)
+            if session is None:  # a model row is only ever created with its first session
+                raise NotFound(f"model {model_key!r} has no training sessions")
             return model, session
 
     async def version(self, model_key: str, version: int | None) -> tuple[Model, TrainingSession, Any]:

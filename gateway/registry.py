@@ -30,6 +30,16 @@ async def record(db: AsyncSession, model_id: int, version: int | None, action: s
     db.add(HistoryEntry(model_id=model_id, version=version, action=action, actor=actor, at=utcnow(), detail=detail))
 
 
+async def version_of(db: AsyncSession, model: Model, version: int) -> TrainingSession:
+    """Version `version` of `model`; NotFound naming the version when it has none."""
+    session = (
+        await db.execute(select(TrainingSession).where(TrainingSession.model_id == model.id, TrainingSession.version == version))
+    ).scalar_one_or_none()
+    if session is None:
+        raise NotFound(f"model {model.model_key!r} has no version {version}", fields={"version": ["unknown"]})
+    return session
+
+
 class Registry:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
@@ -111,13 +121,7 @@ class Registry:
     async def patch_version(self, model_key: str, version: int, changes: dict[str, Any], actor: str | None) -> TrainingSession:
         async with self.sessions.begin() as db:
             model = await self._model(db, model_key)
-            session = (
-                await db.execute(
-                    select(TrainingSession).where(TrainingSession.model_id == model.id, TrainingSession.version == version)
-                )
-            ).scalar_one_or_none()
-            if session is None:
-                raise NotFound(f"model {model_key!r} has no version {version}", fields={"version": ["unknown"]})
+            session = await version_of(db, model, version)
             await self._describe(db, model, session, changes, actor)
             return session
 
