@@ -175,6 +175,8 @@ def _run(families_arg: str | None, per_family: bool) -> int:
     ready = False
     while not stopping:
         time.sleep(0.2 if not ready else 0.5)
+        if stopping:  # Ctrl-C in a terminal reaches the children too: their exits now are the stop, not a crash
+            break
         if not ready and _ready(base):
             ready = True
             log.info("ready in %.1fs: %s serves %s", time.monotonic() - started, base, ", ".join(families))
@@ -188,6 +190,8 @@ def _run(families_arg: str | None, per_family: bool) -> int:
                 break
             log.warning("%s exited with %s; restarting it", name, rc)
             procs[name] = subprocess.Popen(commands[name], env=envs[name])
+    if not code:
+        log.info("stopping")
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
