@@ -50,6 +50,12 @@ async def page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(PAGE, headers={**HEADERS, "Content-Type": "text/html; charset=utf-8"})
 
 
+@routes.get("/ui/")
+async def slash(request: web.Request) -> web.StreamResponse:
+    """`/ui/`, as people type it: the page is `/ui` (its files are named relative to it)."""
+    raise web.HTTPPermanentRedirect("/ui")
+
+
 @routes.get("/ui/{asset}")
 async def asset(request: web.Request) -> web.StreamResponse:
     """A script, style sheet or icon of the dashboard."""

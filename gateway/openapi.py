@@ -541,6 +541,18 @@ def build() -> dict[str, Any]:
         },
     )
     spec.path(
+        "/ui/",
+        operations={
+            "get": {
+                "tags": ["operations"],
+                "operationId": "dashboard_slash",
+                "summary": "a permanent redirect to the dashboard at /ui",
+                "security": _OPEN,
+                "responses": {"308": {"description": "to /ui", "headers": {"Location": {"schema": {"type": "string"}}}}},
+            }
+        },
+    )
+    spec.path(
         "/ui/{asset}",
         parameters=[{"name": "asset", "in": "path", "required": True, "schema": {"type": "string", "enum": sorted(dashboard.ASSETS)}}],
         operations={

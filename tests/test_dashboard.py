@@ -198,6 +198,8 @@ def test_page_and_its_files_come_from_the_gateway_alone(stack: Stack) -> None:
         assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", text), f"{name} names an address elsewhere"
         for imported in re.findall(r'from "\./([^"]+)"', text):
             assert imported in modules, (name, imported)
+    slash = requests.get(f"{stack.url}/ui/", timeout=10, allow_redirects=False)
+    assert slash.status_code == 308 and slash.headers["Location"] == "/ui", slash.status_code
     for missing in ("nope.js", "index.html", "..%2fapp.py", "../app.py"):
         assert requests.get(f"{stack.url}/ui/{missing}", timeout=10).status_code == 404, missing
 
