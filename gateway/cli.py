@@ -161,8 +161,14 @@ def _run(families_arg: str | None, per_family: bool) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for name, cmd in commands.items():
-        procs[name] = subprocess.Popen(cmd, env=envs[name])
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        # A process group of its own: a terminal's Ctrl-C reaches this process alone, which then stops the
+        # children with SIGTERM (a child still importing, a forkserver say, would die in a traceback).
+        return subprocess.Popen(commands[name], env=envs[name], process_group=0)
+
+    for name in commands:
+        procs[name] = start(name)
     base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
     log.info(
         "starting the gateway on %s and %s serving %s%s",
@@ -175,7 +181,7 @@ def _run(families_arg: str | None, per_family: bool) -> int:
     ready = False
     while not stopping:
         time.sleep(0.2 if not ready else 0.5)
-        if stopping:  # Ctrl-C in a terminal reaches the children too: their exits now are the stop, not a crash
+        if stopping:
             break
         if not ready and _ready(base):
             ready = True
@@ -189,7 +195,7 @@ def _run(families_arg: str | None, per_family: bool) -> int:
                 stopping, code = True, rc or 1
                 break
             log.warning("%s exited with %s; restarting it", name, rc)
-            procs[name] = subprocess.Popen(commands[name], env=envs[name])
+            procs[name] = start(name)
     if not code:
         log.info("stopping")
     for proc in procs.values():
