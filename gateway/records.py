@@ -18,7 +18,7 @@ from contracts.families import BUILTIN, FamilyInfo
 from contracts.status import JobKind, Status
 from contracts.store import Artifact, Family as FamilyRow, Model, Payload, Tag, TrainingSession, model_row, retry_on_conflict, utcnow
 
-from .registry import MODEL, record, version_of
+from .registry import MODEL, model_of, record, version_of
 
 
 # Model keys whose family is remembered, at most.
@@ -175,9 +175,7 @@ class Records:
     async def version_status(self, model_key: str, version: int | None) -> tuple[Model, TrainingSession]:
         """One version of a model (None: the latest), found by key alone; NotFound when either is missing."""
         async with self.sessions() as db:
-            model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
-            if model is None:
-                raise NotFound(f"no model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
+            model = await model_of(db, model_key)
             if version is not None:
                 return model, await version_of(db, model, version)
             session = await self._latest(db, model.id)
@@ -261,9 +259,7 @@ class Records:
     ) -> tuple[Model, int, list[tuple[TrainingSession, Any]]]:
         """A model's versions, newest first, with their artifacts' metadata (not their bytes)."""
         async with self.sessions() as db:
-            model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
-            if model is None:
-                raise NotFound(f"no model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
+            model = await model_of(db, model_key)
             query = select(TrainingSession).where(TrainingSession.model_id == model.id)
             if status:
                 query = query.where(TrainingSession.status == status)

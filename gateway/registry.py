@@ -30,6 +30,14 @@ async def record(db: AsyncSession, model_id: int, version: int | None, action: s
     db.add(HistoryEntry(model_id=model_id, version=version, action=action, actor=actor, at=utcnow(), detail=detail))
 
 
+async def model_of(db: AsyncSession, model_key: str) -> Model:
+    """The model `model_key`; NotFound naming the key when there is none."""
+    model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
+    if model is None:
+        raise NotFound(f"no model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
+    return model
+
+
 async def version_of(db: AsyncSession, model: Model, version: int) -> TrainingSession:
     """Version `version` of `model`; NotFound naming the version when it has none."""
     session = (
@@ -44,13 +52,6 @@ class Registry:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
-    @staticmethod
-    async def _model(db: AsyncSession, model_key: str) -> Model:
-        model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
-        if model is None:
-            raise NotFound(f"no model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
-        return model
-
     # ---- aliases --------------------------------------------------------------------------------
 
     async def set_alias(self, model_key: str, alias: str, version: int, actor: str | None) -> tuple[Model, int | None]:
@@ -58,7 +59,7 @@ class Registry:
 
         async def attempt() -> tuple[Model, int | None]:
             async with self.sessions.begin() as db:
-                model = await self._model(db, model_key)
+                model = await model_of(db, model_key)
                 status = (
                     await db.execute(
                         select(TrainingSession.status).where(TrainingSession.model_id == model.id, TrainingSession.version == version)
@@ -82,7 +83,7 @@ class Registry:
     async def remove_alias(self, model_key: str, alias: str, actor: str | None) -> tuple[Model, int]:
         """Remove `alias`; (the model, the version it pointed at). Conflict when the model serves it."""
         async with self.sessions.begin() as db:
-            model = await self._model(db, model_key)
+            model = await model_of(db, model_key)
             row = (await db.execute(select(Alias).where(Alias.model_id == model.id, Alias.name == alias))).scalar_one_or_none()
             if row is None:
                 raise NotFound(f"model {model_key!r} has no alias {alias!r}", fields={"alias": ["unknown"]})
@@ -100,7 +101,7 @@ class Registry:
 
     async def patch_model(self, model_key: str, changes: dict[str, Any], actor: str | None) -> Model:
         async with self.sessions.begin() as db:
-            model = await self._model(db, model_key)
+            model = await model_of(db, model_key)
             if "serving" in changes:
                 serving = changes["serving"]
                 if serving is not None:
@@ -120,7 +121,7 @@ class Registry:
 
     async def patch_version(self, model_key: str, version: int, changes: dict[str, Any], actor: str | None) -> TrainingSession:
         async with self.sessions.begin() as db:
-            model = await self._model(db, model_key)
+            model = await model_of(db, model_key)
             session = await version_of(db, model, version)
             await self._describe(db, model, session, changes, actor)
             return session
@@ -176,7 +177,7 @@ class Registry:
 
     async def history(self, model_key: str, version: int | None = None, limit: int = 1000) -> list[HistoryEntry]:
         async with self.sessions() as db:
-            model = await self._model(db, model_key)
+            model = await model_of(db, model_key)
             query = select(HistoryEntry).where(HistoryEntry.model_id == model.id)
             if version is not None:
                 query = query.where(HistoryEntry.version == version)
