@@ -166,6 +166,7 @@ def test_import_then_alias_promote_and_roll_back(stack: Stack, tmp_path: Path) -
         out = ok(ml_server(stack, "predict", "logreg", key, str(features), "--method", "predict_proba", *pick)).stdout
         return pd.read_csv(io.StringIO(out)).iloc[:, 1].round(9).tolist()
 
+    assert predicted() == second.predict_proba(x)[:, 1].round(9).tolist()  # no serving alias: the latest version
     model = json.loads(ok(ml_server(stack, "alias", key, "champion", "1", "--serve")).stdout)
     assert model["aliases"] == {"champion": 1} and model["serving_version"] == 1
     assert predicted() == first.predict_proba(x)[:, 1].round(9).tolist()  # the serving alias, not the latest
@@ -173,6 +174,7 @@ def test_import_then_alias_promote_and_roll_back(stack: Stack, tmp_path: Path) -
     assert predicted("--alias", "champion") == second.predict_proba(x)[:, 1].round(9).tolist()
     rolled_back = json.loads(ok(ml_server(stack, "alias", key, "champion", "1")).stdout)
     assert rolled_back["serving_version"] == 1
+    assert predicted() == first.predict_proba(x)[:, 1].round(9).tolist()  # the rollback is what predicts answer
     assert "serves" in failed(ml_server(stack, "alias", key, "champion", "--remove"))
     pickled = tmp_path / "model.pkl"
     pickled.write_bytes(b"\x80\x04" + b"\x00" * 32)
