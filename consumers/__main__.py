@@ -11,7 +11,7 @@ from contracts import frames, logs, schema
 from contracts.loops import event_loop
 from contracts.settings import Settings, SettingsError
 
-from . import metrics
+from . import metrics, pool
 from .families import BUILTIN, Family, FamilyError, load_family, registered
 from .worker import Consumer
 
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ml-server-consumer: {e}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    # Before any thread or event loop: fit processes fork from a copy of this process.
+    pool.fork_server(m for family, _ in families for m in family.modules)
     with asyncio.Runner(loop_factory=event_loop) as runner:
         return runner.run(_serve(settings, families))
 

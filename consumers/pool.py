@@ -7,20 +7,29 @@ forkserver that imported scikit-learn and the families' estimators once,
 so a new one costs a fork, not an interpreter start; each runs one fit and
 exits (`max_tasks_per_child=1`), so nothing a fit allocated outlives it.
 
-The forkserver starts with the first fit (or at once with `warm`). A fit
-process dies with its consumer, however the consumer ends (`die_with`), and
-the forkserver exits once the consumer and every fit process are gone.
+The forkserver is forked from the consumer itself at start (`fork_server`),
+after the consumer has imported what fits need and before it starts any
+thread or event loop: it costs a fork, not an interpreter start that imports
+scikit-learn again, and it shares the consumer's memory pages until either
+writes to them. Where that is not possible, multiprocessing starts its own
+forkserver with the first fit. Fit processes start with the first fit (or at
+once with `warm`). A fit process dies with its consumer, however the
+consumer ends (`die_with`), and the forkserver exits once the consumer and
+every fit process are gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
 import logging
 import multiprocessing
 import os
 import select
 import signal
+import socket
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -70,6 +79,56 @@ def die_with(pid: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name=f"die-with-{pid}", daemon=True).start()
+
+
+def fork_server(modules: Iterable[str]) -> int | None:
+    """Fork multiprocessing's forkserver from this process, once `modules` are imported; its pid.
+
+    Call it while the process has no thread but the main one (before any
+    event loop, executor or database connection): the forkserver and every
+    fit process forked from it start from a copy of this process. Returns
+    None, leaving multiprocessing to start its forkserver itself at the first
+    fit, where this Python's forkserver is not the one this code knows
+    (3.11 to 3.13; 3.14 adds an authentication handshake)."""
+    from multiprocessing import connection, forkserver, resource_tracker, util
+
+    server: Any = getattr(forkserver, "_forkserver", None)
+    known = ("_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid", "_lock")
+    if sys.version_info >= (3, 14) or server is None or not all(hasattr(server, a) for a in known):
+        return None
+    for module in dict.fromkeys([*PRELOAD, *modules]):
+        try:
+            importlib.import_module(module)
+        except ImportError:  # as multiprocessing's own preload: the fit that needs it will say why
+            pass
+    with server._lock:
+        if server._forkserver_pid is not None:
+            return int(server._forkserver_pid)
+        resource_tracker.ensure_running()
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]
+            listener.bind(address)
+            if not util.is_abstract_socket_namespace(address):
+                os.chmod(address, 0o600)
+            listener.listen()
+            alive_r, alive_w = os.pipe()  # every client holds the write end: EOF once all are gone
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    os.close(alive_w)
+                    forkserver.main(listener.fileno(), alive_r, [])
+                except SystemExit:
+                    pass
+                except BaseException:  # noqa: BLE001 - the forkserver must never return into the consumer's code
+                    code = 1
+                finally:
+                    os._exit(code)
+            os.close(alive_r)
+        server._forkserver_address = address
+        server._forkserver_alive_fd = alive_w
+        server._forkserver_pid = pid
+    return pid
 
 
 def started() -> int:

@@ -1,4 +1,9 @@
-"""The processes below a consumer, read from /proc: its forkserver and fit processes."""
+"""The processes below a consumer, read from /proc: its forkserver and fit processes.
+
+A consumer forks its forkserver from itself at start (same command line), so
+the processes below it are told apart by their parents, not their names: the
+resource tracker is multiprocessing's own interpreter, everything else is the
+forkserver (the consumer's child) or a fit process (the forkserver's child)."""
 
 from __future__ import annotations
 
@@ -45,4 +50,10 @@ def running(pid: int) -> bool:
 
 def fit_processes(below: dict[int, str]) -> list[int]:
     """The forkserver and the fit processes forked from it, among `descendants(...)`."""
-    return [pid for pid, cmd in below.items() if "multiprocessing.forkserver" in cmd]
+    return [pid for pid, cmd in below.items() if "multiprocessing.resource_tracker" not in cmd]
+
+
+def forked_fits(consumer: int, below: dict[int, str]) -> list[int]:
+    """The fit processes alone (children of the consumer's forkserver), among `descendants(consumer)`."""
+    servers = {pid for pid in fit_processes(below) if parent(pid) == consumer}
+    return [pid for pid in below if parent(pid) in servers]

@@ -18,7 +18,7 @@ from sklearn.neural_network import MLPClassifier
 
 from contracts.topology import Topology
 
-from .processes import descendants, fit_processes, running
+from .processes import descendants, fit_processes, forked_fits, running
 from .stack import Stack, queue_states, wait_for
 
 pytestmark = pytest.mark.integration
@@ -103,17 +103,19 @@ def test_fit_processes_start_on_demand_or_warm(fresh_stack: Stack) -> None:
     s = fresh_stack
     lazy = s.start_consumer("logreg")
     s.start_gateway()
-    assert fit_processes(descendants(lazy.pid)) == [], descendants(lazy.pid)  # nothing forked before a fit
+    before = descendants(lazy.pid)
+    # The forkserver, forked from the consumer at start (a fork, no imports), and no fit process yet.
+    assert len(fit_processes(before)) == 1 and forked_fits(lazy.pid, before) == [], before
 
     x, y = data(3)
     key = fit(s, "logreg", x, y, name="on-demand")
     assert s.wait_finished("logreg", key)["status"] == "done"
     below = descendants(lazy.pid)
-    # The forkserver (scikit-learn imported once), and the next fit's process forked from it.
-    assert len(fit_processes(below)) >= 1, below
+    # The next fit's process, forked from the forkserver.
+    assert len(forked_fits(lazy.pid, below)) >= 1, below
 
     warm = s.start_consumer("linreg", ML_SERVER_FIT_POOL_WARM="true")
-    wait_for(lambda: len(fit_processes(descendants(warm.pid))) >= 1, 30, what="the warm consumer's forkserver, before any fit")
+    wait_for(lambda: len(forked_fits(warm.pid, descendants(warm.pid))) >= 1, 30, what="the warm consumer's fit process, before any fit")
 
 
 def test_readiness_waits_for_a_consumer_on_every_expected_family(fresh_stack: Stack) -> None:

@@ -23,7 +23,8 @@ def test_migrations_build_exactly_the_tables_the_code_declares(database_url: str
     engine = sa.create_engine(schema.sync_url(database_url))
     try:
         with engine.connect() as conn:
-            assert schema.current(conn) == schema.head()
+            assert schema.current(conn) == schema.head() == schema.HEAD
+            assert schema.current(conn) == MigrationContext.configure(conn).get_current_revision()
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     finally:
         engine.dispose()
