@@ -11,6 +11,7 @@ checks it: every 60 s by default) for the long-fit tests.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import aio_pika
 
 from ..stack import free_port, queue_states, wait_for
 
@@ -72,15 +75,25 @@ class PrivateBroker:
                 ["rabbitmq-server"], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.started = True
-        # await_startup needs the node registered with epmd first: ask until it answers.
-        deadline = began + 120
-        while True:
-            waited = self.ctl("await_startup", "--timeout", "60", timeout=90)
-            if waited.returncode == 0:
-                return time.monotonic() - began
-            assert self.process.poll() is None, f"{self.node} exited: {self.log_tail()}"
-            assert time.monotonic() < deadline, f"{self.node} did not start: {waited.stderr}\n{self.log_tail()}"
-            time.sleep(0.2)
+        # Ready once it takes an AMQP connection: asked over AMQP, not by starting rabbitmqctl
+        # (an Erlang VM of its own) again and again while the node boots.
+        wait_for(lambda: self._alive() and self._accepts_amqp(), 120, interval=0.2, what=f"{self.node} accepting AMQP")
+        return time.monotonic() - began
+
+    def _alive(self) -> bool:
+        assert self.process.poll() is None, f"{self.node} exited: {self.log_tail()}"
+        return True
+
+    def _accepts_amqp(self) -> bool:
+        async def connect() -> bool:
+            try:
+                connection = await aio_pika.connect(self.url, timeout=5)
+            except (OSError, aio_pika.exceptions.AMQPError, asyncio.TimeoutError):
+                return False
+            await connection.close()
+            return True
+
+        return asyncio.run(connect())
 
     def stop(self) -> None:
         done = self.ctl("shutdown", "--wait", timeout=120)
