@@ -150,8 +150,9 @@ class FitPool:
         return self._executor is not None
 
     def start(self) -> None:
-        """Kept warm: start the forkserver now, in the background (the consumer does not wait for
-        it); otherwise the first fit starts it."""
+        """Kept warm: fork the first fit process now, in the background (the consumer does not wait
+        for it; it also starts the forkserver, where `fork_server` could not); otherwise the first
+        fit does."""
         if self.warm:
             self._warming = asyncio.create_task(self._ready(), context=contextvars.Context())
 

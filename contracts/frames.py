@@ -218,7 +218,9 @@ class Rows:
     """The rows of a predict: positional columns (no index, no pandas metadata) and the labels to answer
     them with (`labels`: None for 0..n-1, `label_names`: the index's names). `parquet`: the same rows as
     Parquet, when the request's own body is exactly that, to be sent on as it came; then the table
-    is only read if needed."""
+    is only read if needed. `columns`: numbers read from JSON, one float64 row per column (columns ×
+    rows), named by `schema`; the table is built from them when needed, and the coalescer builds one
+    table for a whole message of such rows instead of one per request."""
 
     def __init__(
         self,
@@ -229,22 +231,47 @@ class Rows:
         parquet: bytes | None = None,
         schema: pa.Schema | None = None,
         num_rows: int | None = None,
+        columns: np.ndarray | None = None,
     ) -> None:
-        if table is None and (parquet is None or schema is None or num_rows is None):
-            raise ValueError("Rows need a table, or Parquet with its schema and row count")
+        if columns is not None and schema is not None:
+            num_rows = columns.shape[1]
+        elif table is None and (parquet is None or schema is None or num_rows is None):
+            raise ValueError("Rows need a table, numbers with their schema, or Parquet with its schema and row count")
         self._table = table
         self.labels = labels
         self.label_names = label_names
         self.parquet = parquet
+        self.columns = columns
         self.schema: pa.Schema = (table.schema if table is not None else schema).remove_metadata()  # type: ignore[union-attr]
         self.num_rows: int = table.num_rows if table is not None else num_rows  # type: ignore[assignment]
 
     @property
     def table(self) -> pa.Table:
         if self._table is None:
-            assert self.parquet is not None
-            self._table = ParquetCodec.decode_table(self.parquet).replace_schema_metadata(None)
+            if self.columns is not None:
+                self._table = numbers_table(self.columns, self.schema)
+            else:
+                assert self.parquet is not None
+                self._table = ParquetCodec.decode_table(self.parquet).replace_schema_metadata(None)
         return self._table
+
+
+@functools.lru_cache(maxsize=256)
+def float_schema(names: tuple[str, ...]) -> pa.Schema:
+    """The schema of numbers read from JSON: every column float64."""
+    return pa.schema([(n, pa.float64()) for n in names])
+
+
+def numbers_table(columns: np.ndarray, schema: pa.Schema) -> pa.Table:
+    """A table of float64 columns from a columns × rows matrix."""
+    return pa.Table.from_arrays([pa.array(c, type=pa.float64()) for c in columns], schema=schema)
+
+
+def concat_rows(rows: list[Rows]) -> pa.Table:
+    """One table of several requests' rows (the same schema), in order."""
+    if all(r.columns is not None for r in rows):
+        return numbers_table(np.concatenate([r.columns for r in rows], axis=1), rows[0].schema)
+    return pa.concat_tables([r.table for r in rows])
 
 
 def rows_from_frame(frame: pd.DataFrame) -> Rows:

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import DecodeError
-from .frames import JSON, ORIENTS, Orient, Rows, check_columns, max_columns, normalize, rows_from_frame
+from .frames import JSON, ORIENTS, Orient, Rows, check_columns, float_schema, max_columns, normalize, rows_from_frame
 
 __all__ = ["ORIENTS", "JsonCodec", "parse", "read_rows", "write_answer", "write_array"]
 
@@ -83,9 +83,9 @@ def read_rows(value: Any, orient: str, what: str = "x") -> Rows:
     fast = _FAST.get(orient)
     rows = fast(parsed) if fast is not None else None
     if rows is not None:
-        if not rows.table.num_rows or not rows.table.num_columns:
+        if not rows.num_rows or not len(rows.schema):
             raise DecodeError(
-                f"{what}: the frame is empty ({rows.table.num_rows} rows, {rows.table.num_columns} columns)",
+                f"{what}: the frame is empty ({rows.num_rows} rows, {len(rows.schema)} columns)",
                 fields={what: ["empty frame"]},
             )
         return rows
@@ -172,14 +172,6 @@ def _declared_columns(value: Any, orient: str) -> list[str]:
 # ---- the fast path: plain numbers straight into Arrow ------------------------------------
 
 
-def _numbers(values: list[Any]) -> np.ndarray | None:
-    """A column of JSON numbers as float64, None when it holds anything else (left to pandas)."""
-    array = np.array(values)
-    if array.ndim != 1 or array.dtype.kind not in "if":
-        return None
-    return array.astype(np.float64, copy=False)
-
-
 def _matrix(rows: list[Any], width: int) -> np.ndarray | None:
     """Rows of JSON numbers as one float64 matrix, None for anything else."""
     array = np.array(rows)
@@ -209,8 +201,9 @@ def _labels(keys: list[Any]) -> list[Any] | None:
     return keys
 
 
-def _table(names: list[str], columns: list[np.ndarray]) -> pa.Table:
-    return pa.Table.from_arrays([pa.array(c, type=pa.float64()) for c in columns], names=names)
+def _rows(names: list[str], columns: np.ndarray, labels: list[Any] | None) -> Rows:
+    """Rows of numbers, `columns` × rows (the table is built later, once per broker message)."""
+    return Rows(labels=labels, columns=columns, schema=float_schema(tuple(names)))
 
 
 def _columns(parsed: Any) -> Rows | None:
@@ -222,19 +215,19 @@ def _columns(parsed: Any) -> Rows | None:
     if not isinstance(first, dict) or not all(_name_ok(n) for n in names):
         return None
     keys = list(first)
-    arrays = []
+    values = []
     for name in names:
         column = parsed[name]
         if not isinstance(column, dict) or list(column) != keys:
             return None
-        array = _numbers(list(column.values()))
-        if array is None:
-            return None
-        arrays.append(array)
+        values.append(list(column.values()))
+    columns = _matrix(values, len(keys))  # columns × rows
+    if columns is None:
+        return None
     labels = _labels(keys)
     if labels is not None and not all(k.lstrip("-").isdigit() for k in labels):
         return None  # labels pandas would read as something else than numbers: let it
-    return Rows(_table(names, arrays), [int(k) for k in labels] if labels is not None else None)
+    return _rows(names, columns, [int(k) for k in labels] if labels is not None else None)
 
 
 def _split(parsed: Any) -> Rows | None:
@@ -253,7 +246,7 @@ def _split(parsed: Any) -> Rows | None:
     matrix = _matrix(data, len(names))
     if matrix is None:
         return None
-    return Rows(_table(names, list(matrix.T)), _labels(index) if index is not None else None)
+    return _rows(names, matrix.T, _labels(index) if index is not None else None)
 
 
 def _records(parsed: Any) -> Rows | None:
@@ -266,7 +259,7 @@ def _records(parsed: Any) -> Rows | None:
     if not all(isinstance(r, dict) and list(r) == names for r in parsed):
         return None
     matrix = _matrix([list(r.values()) for r in parsed], len(names))
-    return None if matrix is None else Rows(_table(names, list(matrix.T)), None)
+    return None if matrix is None else _rows(names, matrix.T, None)
 
 
 def _index(parsed: Any) -> Rows | None:
@@ -286,7 +279,7 @@ def _index(parsed: Any) -> Rows | None:
     if matrix is None:
         return None
     labels = _labels(keys)
-    return Rows(_table(names, list(matrix.T)), [int(k) for k in labels] if labels is not None else None)
+    return _rows(names, matrix.T, [int(k) for k in labels] if labels is not None else None)
 
 
 def _values(parsed: Any) -> Rows | None:
@@ -295,7 +288,7 @@ def _values(parsed: Any) -> Rows | None:
         return None
     width = len(parsed[0])
     matrix = _matrix(parsed, width)
-    return None if matrix is None else Rows(_table([str(i) for i in range(width)], list(matrix.T)), None)
+    return None if matrix is None else _rows([str(i) for i in range(width)], matrix.T, None)
 
 
 _FAST = {"columns": _columns, "split": _split, "records": _records, "index": _index, "values": _values}

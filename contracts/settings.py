@@ -170,8 +170,7 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
         "ML_SERVER_FIT_POOL_WARM",
         _bool,
         "false",
-        "start a consumer's fit processes' server (scikit-learn imported once) in the background at start instead of "
-        "at the first fit (`ml-server run` sets it)",
+        "fork a consumer's first fit process as the consumer starts instead of at its first fit (`ml-server run` sets it)",
     ),
     "handover_after": (
         "ML_SERVER_HANDOVER_AFTER",

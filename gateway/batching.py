@@ -32,7 +32,7 @@ import orjson
 import pyarrow as pa
 
 from contracts.errors import DeadlineExceeded, InvalidInput, MLServerError
-from contracts.frames import ParquetCodec, Rows
+from contracts.frames import ParquetCodec, Rows, concat_rows
 from contracts.schemas import PredictHeaders, read_reply
 
 from . import metrics
@@ -204,7 +204,7 @@ class Coalescer:
             body = rows.parquet if rows.parquet is not None else ParquetCodec.encode_table(rows.table)
             expected = rows.num_rows
         else:
-            table = pa.concat_tables([w.rows.table for w in batch])
+            table = concat_rows([w.rows for w in batch])
             body, expected = ParquetCodec.encode_table(table), table.num_rows
         timeout = max(0.001, deadline - asyncio.get_running_loop().time())
         reply_headers, reply_body = await self._call(group.family, body, group.headers, timeout)

@@ -7,6 +7,7 @@ requests racing for the same model get distinct versions.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -35,21 +36,35 @@ class Records:
         self._families_at = 0.0
         self._family_ttl = family_ttl
         self._family_of: dict[str, str] = {}
+        self._reading: asyncio.Future[dict[str, FamilyInfo]] | None = None
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def families(self, refresh: bool = False) -> dict[str, FamilyInfo]:
-        if refresh or time.monotonic() - self._families_at > self._family_ttl:
-            async with self.sessions() as db:
-                rows = (await db.execute(select(FamilyRow).order_by(FamilyRow.name))).scalars().all()
-            self._families = {
-                r.name: FamilyInfo(r.name, r.supervised, r.supports_update, tuple(r.methods), tuple(r.params), r.fits)
-                for r in rows
-            }
-            self._families_at = time.monotonic()
-        return self._families
+        """The registered families, read again when asked to, or after `family_ttl` seconds: then by
+        one query that every request arriving meanwhile waits on, not one query per request."""
+        if refresh:
+            families = await self._read_families()
+            self._families, self._families_at = families, time.monotonic()
+            return families
+        if time.monotonic() - self._families_at <= self._family_ttl:
+            return self._families
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(self._read_families())
+            self._reading.add_done_callback(self._read)
+        return await asyncio.shield(self._reading)
+
+    def _read(self, reading: asyncio.Future[dict[str, FamilyInfo]]) -> None:
+        self._reading = None
+        if not reading.cancelled() and reading.exception() is None:
+            self._families, self._families_at = reading.result(), time.monotonic()
+
+    async def _read_families(self) -> dict[str, FamilyInfo]:
+        async with self.sessions() as db:
+            rows = (await db.execute(select(FamilyRow).order_by(FamilyRow.name))).scalars().all()
+        return {r.name: FamilyInfo(r.name, r.supervised, r.supports_update, tuple(r.methods), tuple(r.params), r.fits) for r in rows}
 
     async def family(self, name: str) -> FamilyInfo:
         """A registered family; an expected built-in one whose consumer is still starting (its
