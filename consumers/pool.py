@@ -81,6 +81,11 @@ def die_with(pid: int) -> None:
     threading.Thread(target=watch, name=f"die-with-{pid}", daemon=True).start()
 
 
+def preload(modules: Iterable[str]) -> list[str]:
+    """What the forkserver imports before it forks fit processes: PRELOAD and the families' `modules`."""
+    return list(dict.fromkeys([*PRELOAD, *modules]))
+
+
 def fork_server(modules: Iterable[str]) -> int | None:
     """Fork multiprocessing's forkserver from this process, once `modules` are imported; its pid.
 
@@ -96,7 +101,7 @@ def fork_server(modules: Iterable[str]) -> int | None:
     known = ("_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid", "_lock")
     if sys.version_info >= (3, 14) or server is None or not all(hasattr(server, a) for a in known):
         return None
-    for module in dict.fromkeys([*PRELOAD, *modules]):
+    for module in preload(modules):
         try:
             importlib.import_module(module)
         except ImportError:  # as multiprocessing's own preload: the fit that needs it will say why
@@ -132,14 +137,14 @@ def fork_server(modules: Iterable[str]) -> int | None:
 
 
 def started() -> int:
-    """A no-op job that starts the forkserver and one fit process; its pid."""
+    """A no-op job that starts one fit process (and the forkserver, if none runs yet); its pid."""
     return os.getpid()
 
 
 class FitPool:
     def __init__(self, size: int, modules: Iterable[str] = (), warm: bool = False) -> None:
         self.size = max(1, size)
-        self.modules = list(dict.fromkeys([*PRELOAD, *modules]))
+        self.modules = preload(modules)
         self.warm = warm
         self._executor: ProcessPoolExecutor | None = None
         self._starting: asyncio.Lock | None = None

@@ -242,7 +242,8 @@ class Rows:
         self.label_names = label_names
         self.parquet = parquet
         self.columns = columns
-        self.schema: pa.Schema = (table.schema if table is not None else schema).remove_metadata()  # type: ignore[union-attr]
+        given: pa.Schema = table.schema if table is not None else schema
+        self.schema: pa.Schema = given.remove_metadata() if given.metadata else given
         self.num_rows: int = table.num_rows if table is not None else num_rows  # type: ignore[assignment]
 
     @property

@@ -64,7 +64,7 @@ def current(connection: Connection) -> str | None:
     """The revision the database is at (Alembic's `alembic_version` table), None when it has none."""
     if not inspect(connection).has_table("alembic_version"):
         return None
-    versions: list[str] = connection.execute(select(column("version_num")).select_from(table("alembic_version"))).scalars().all()  # type: ignore[assignment]
+    versions: list[str] = list(connection.execute(select(column("version_num")).select_from(table("alembic_version"))).scalars())
     assert len(versions) <= 1, versions  # one line of migrations: one head
     return versions[0] if versions else None
 

@@ -36,7 +36,7 @@ class Records:
         self._families_at = 0.0
         self._family_ttl = family_ttl
         self._family_of: dict[str, str] = {}
-        self._reading: asyncio.Future[dict[str, FamilyInfo]] | None = None
+        self._reading = asyncio.Lock()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -44,22 +44,15 @@ class Records:
 
     async def families(self, refresh: bool = False) -> dict[str, FamilyInfo]:
         """The registered families, read again when asked to, or after `family_ttl` seconds: then by
-        one query that every request arriving meanwhile waits on, not one query per request."""
-        if refresh:
-            families = await self._read_families()
-            self._families, self._families_at = families, time.monotonic()
-            return families
-        if time.monotonic() - self._families_at <= self._family_ttl:
+        one query at a time, whose answer every request that was waiting for it takes."""
+        asked = time.monotonic()
+        if not refresh and asked - self._families_at <= self._family_ttl:
             return self._families
-        if self._reading is None:
-            self._reading = asyncio.ensure_future(self._read_families())
-            self._reading.add_done_callback(self._read)
-        return await asyncio.shield(self._reading)
-
-    def _read(self, reading: asyncio.Future[dict[str, FamilyInfo]]) -> None:
-        self._reading = None
-        if not reading.cancelled() and reading.exception() is None:
-            self._families, self._families_at = reading.result(), time.monotonic()
+        async with self._reading:
+            if refresh or self._families_at < asked:  # nobody read them while this request waited
+                self._families = await self._read_families()
+                self._families_at = time.monotonic()
+        return self._families
 
     async def _read_families(self) -> dict[str, FamilyInfo]:
         async with self.sessions() as db:
