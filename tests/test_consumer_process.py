@@ -110,9 +110,8 @@ def test_fit_processes_start_on_demand_or_warm(fresh_stack: Stack) -> None:
     x, y = data(3)
     key = fit(s, "logreg", x, y, name="on-demand")
     assert s.wait_finished("logreg", key)["status"] == "done"
-    below = descendants(lazy.pid)
-    # The next fit's process, forked from the forkserver.
-    assert len(forked_fits(lazy.pid, below)) >= 1, below
+    # The next fit's process, forked from the forkserver once the first one exited.
+    wait_for(lambda: len(forked_fits(lazy.pid, descendants(lazy.pid))) >= 1, 30, what="the next fit's process")
 
     warm = s.start_consumer("linreg", ML_SERVER_FIT_POOL_WARM="true")
     wait_for(lambda: len(forked_fits(warm.pid, descendants(warm.pid))) >= 1, 30, what="the warm consumer's fit process, before any fit")
