@@ -38,7 +38,10 @@ from contracts.store import (
 
 from .backends import digest
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+def worker_id() -> str:
+    """This process as the store names who ran a job: `host:pid`, read when the consumer starts (not at import,
+    which may have happened in the process it was forked from)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 async def _rowcount(db: AsyncSession, statement: Executable) -> int:
@@ -82,8 +85,9 @@ class Servable:
 
 
 class Records:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, worker: str) -> None:
         self.engine = engine
+        self.worker = worker
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def ping(self) -> None:
@@ -163,7 +167,7 @@ class Records:
                     status=Status.DONE,
                     params={"format": meta["imported"]["format"], "name": name},
                     rows=None,
-                    worker=WORKER,
+                    worker=self.worker,
                     attempts=1,
                     created_at=now,
                     started_at=now,
@@ -241,7 +245,7 @@ class Records:
     async def claim(self, job_id: int, reclaim_token: str | None = None) -> Claim | None:
         """Mark the session running under a new fencing token; None when it is finished or gone
         (ack and forget), or handed over to a consumer whose lease still runs (it will finish it)."""
-        token = f"{WORKER}:{uuid.uuid4().hex[:12]}"
+        token = f"{self.worker}:{uuid.uuid4().hex[:12]}"
         now = utcnow()
         free = or_(TrainingSession.lease_expires.is_(None), TrainingSession.lease_expires < now)
         if reclaim_token:
@@ -252,7 +256,7 @@ class Records:
                 .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN), free)
                 .values(
                     status=Status.RUNNING,
-                    worker=WORKER,
+                    worker=self.worker,
                     attempts=TrainingSession.attempts + 1,
                     started_at=now,
                     lease_owner=token,
@@ -301,7 +305,7 @@ class Records:
                     update(TrainingSession)
                     .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN), *fence)
                     .values(
-                        status=Status.DONE, finished_at=utcnow(), rows=rows, error=None, worker=WORKER,
+                        status=Status.DONE, finished_at=utcnow(), rows=rows, error=None, worker=self.worker,
                         lease_owner=None, lease_expires=None, handover=None,
                     )
                 )
@@ -383,7 +387,7 @@ class Records:
 
         The lease is extended meanwhile: if the publish fails, the job is reclaimed again when it runs out.
         """
-        token = f"reclaim:{WORKER}:{uuid.uuid4().hex[:12]}"
+        token = f"reclaim:{self.worker}:{uuid.uuid4().hex[:12]}"
         async with self.sessions.begin() as db:
             owner = TrainingSession.lease_owner.is_(None) if job.owner is None else TrainingSession.lease_owner == job.owner
             updated = await _rowcount(

@@ -45,7 +45,7 @@ from . import imports, jobs, metrics
 from .families import Family
 from .leases import Leases
 from .pool import FitPool
-from .records import WORKER, Records
+from .records import Records, worker_id
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ class Consumer:
         self.key = settings.signing_key()
         self.stopping = asyncio.Event()
         self.engine = make_engine(settings.database_url)
-        self.records = Records(self.engine)
+        self.worker = worker_id()
+        self.records = Records(self.engine, self.worker)
         self.served = {f.name: Served(f, spec, Runtime(f, self.records, self.key)) for f, spec in families}
         self.names = ", ".join(self.served)
         modules = [m for s in self.served.values() for m in s.family.modules]
@@ -97,7 +98,7 @@ class Consumer:
     async def start(self) -> None:
         self.pool.start()
         self.connection = await amqp.connect(
-            self.settings.broker_url, f"consumer {self.names} {WORKER}", stopping=self.stopping.is_set
+            self.settings.broker_url, f"consumer {self.names} {self.worker}", stopping=self.stopping.is_set
         )
         # Confirmed publishing, for jobs republished from the store when their lease ran out.
         publish_channel = await self.connection.channel(publisher_confirms=True)
@@ -129,7 +130,7 @@ class Consumer:
             served.train_tag = await served.train.consume(self._train_handler(served))
             served.predict_tag = await served.predict.consume(self._predict_handler(served))
         self.leases.start()
-        log.info("consumer ready: %s (%s)", self.names, WORKER)
+        log.info("consumer ready: %s (%s)", self.names, self.worker)
 
     async def run(self) -> None:
         await self.start()
@@ -265,7 +266,7 @@ class Consumer:
             return None
         ctx = f"{ctx} version={claim.version}"
         logs.bind(version=claim.version)
-        log.info("%s %s started (attempt by %s)", ctx, claim.kind.value, WORKER)
+        log.info("%s %s started (attempt by %s)", ctx, claim.kind.value, self.worker)
         await self._publish_event(family.name, job["model_key"], claim.version, Status.RUNNING)  # for event streams
         try:
             if claim.kind is JobKind.UPDATE:

@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -26,6 +25,8 @@ import requests
 from client import _wire
 from contracts import amqp
 from contracts.topology import Topology
+
+from .zygote import Forked, zygote
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_URL = os.environ.get("ML_SERVER_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -110,31 +111,29 @@ class Stack:
         }
         self.database_url = database_url
         self.broker_url = broker_url
-        self.gateway: subprocess.Popen[bytes] | None = None
-        self.consumers: list[tuple[str, subprocess.Popen[bytes]]] = []  # (spec, process): a process once per family it serves
+        self.gateway: Forked | None = None
+        self.consumers: list[tuple[str, Forked]] = []  # (spec, process): a process once per family it serves
         self.families: set[str] = set()
         self._logs: list[Path] = []
 
     # ---- processes -----------------------------------------------------------
 
-    def _spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, module: str, *args: str, **env: str) -> Forked:
+        """`python -m module *args`, forked from this test process's zygote (tests/zygote.py)."""
         log = self.workdir / f"{name}-{len(self._logs)}.log"
         self._logs.append(log)
-        with log.open("wb") as out:  # the child keeps its own descriptor
-            return subprocess.Popen(
-                [sys.executable, *args], env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-            )
+        return zygote().spawn(module, list(args), {**self.env, **env}, ROOT, log)
 
     def start_gateway(self, ready: bool = True, **env: str) -> None:
         """Start the gateway and wait until `/readyz` says ready (`ready=False`: until it answers at all)."""
-        self.gateway = self._spawn("gateway", ["-m", "gateway"], **env)
+        self.gateway = self._spawn("gateway", "gateway", **env)
         probe = "/readyz" if ready else "/healthz"
         wait_for(lambda: self._alive(self.gateway) and requests.get(self.url + probe, timeout=2).ok, 60, what=f"gateway {probe}")
 
-    def start_consumer(self, *specs: str, wait: bool = True, **env: str) -> subprocess.Popen[bytes]:
+    def start_consumer(self, *specs: str, wait: bool = True, **env: str) -> Forked:
         """One consumer process serving the families `specs` (names or module:attribute)."""
         name = "+".join(family_name(spec) for spec in specs)
-        proc = self._spawn(f"consumer-{name}", ["-m", "consumers", *specs], **env)
+        proc = self._spawn(f"consumer-{name}", "consumers", *specs, **env)
         for spec in specs:
             self.consumers.append((spec, proc))
             self.families.add(family_name(spec))
@@ -143,7 +142,7 @@ class Stack:
                 self.wait_consumers(family_name(spec), count=len(self.live(spec)))
         return proc
 
-    def live(self, spec: str) -> list[subprocess.Popen[bytes]]:
+    def live(self, spec: str) -> list[Forked]:
         """The running consumer processes serving `spec`."""
         return [p for f, p in self.consumers if f == spec and p.poll() is None]
 
@@ -162,12 +161,12 @@ class Stack:
         wait_for(ready, 90, interval=0.2, what=f"{count} consumer(s) of {family}")
 
     @staticmethod
-    def _alive(proc: subprocess.Popen[bytes] | None) -> bool:
+    def _alive(proc: Forked | None) -> bool:
         if proc is None or proc.poll() is not None:
             raise AssertionError(f"process exited with {proc.returncode if proc else None}")
         return True
 
-    def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    def kill(self, proc: Forked, sig: int = signal.SIGKILL) -> None:
         proc.send_signal(sig)
         proc.wait(timeout=30)
 

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +34,7 @@ from contracts.topology import MessageType, Topology
 
 from .processes import descendants, fit_processes, running
 from .stack import BROKER_URL, Stack, wait_for, wait_queue_drained
+from .zygote import Forked
 
 pytestmark = pytest.mark.integration
 
@@ -183,7 +183,7 @@ def publish_duplicate(stack: Stack, family: str, session: dict[str, Any], model_
 # ---- processes --------------------------------------------------------------
 
 
-def live_consumers(stack: Stack, family: str) -> list[subprocess.Popen[bytes]]:
+def live_consumers(stack: Stack, family: str) -> list[Forked]:
     return [p for f, p in stack.consumers if f == family and p.poll() is None]
 
 

@@ -60,9 +60,9 @@ def test_a_refused_broker_password_is_not_logged(database_url: str, tmp_path: Pa
     wrong = f"amqp://guest:{password}@127.0.0.1:5672/"
     stack = Stack(_with_password(database_url, db_password), tmp_path / "stack", broker_url=wrong)
     try:
-        gateway = stack._spawn("gateway", ["-m", "gateway"])
+        gateway = stack._spawn("gateway", "gateway")
         stack.gateway = gateway
-        consumer = stack._spawn("consumer-logreg", ["-m", "consumers", "logreg"])
+        consumer = stack._spawn("consumer-logreg", "consumers", "logreg")
         stack.consumers.append(("logreg", consumer))
 
         def refused_twice() -> bool:
