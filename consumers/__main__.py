@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_format)
     # Before any thread or event loop: fit processes fork from a copy of this process.
-    pool.fork_server(m for family, _ in families for m in family.modules)
+    pool.fork_server(family for family, _ in families)
     with asyncio.Runner(loop_factory=event_loop) as runner:
         return runner.run(_serve(settings, families))
 

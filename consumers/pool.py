@@ -34,7 +34,10 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .families import Family
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +84,13 @@ def die_with(pid: int) -> None:
     threading.Thread(target=watch, name=f"die-with-{pid}", daemon=True).start()
 
 
-def preload(modules: Iterable[str]) -> list[str]:
-    """What the forkserver imports before it forks fit processes: PRELOAD and the families' `modules`."""
-    return list(dict.fromkeys([*PRELOAD, *modules]))
+def preload(families: Iterable[Family]) -> list[str]:
+    """What the forkserver imports before it forks fit processes: PRELOAD and the modules of `families`."""
+    return list(dict.fromkeys([*PRELOAD, *(m for family in families for m in family.modules)]))
 
 
-def fork_server(modules: Iterable[str]) -> int | None:
-    """Fork multiprocessing's forkserver from this process, once `modules` are imported; its pid.
+def fork_server(families: Iterable[Family]) -> int | None:
+    """Fork multiprocessing's forkserver from this process, once what fits of `families` need is imported; its pid.
 
     Call it while the process has no thread but the main one (before any
     event loop, executor or database connection): the forkserver and every
@@ -101,7 +104,7 @@ def fork_server(modules: Iterable[str]) -> int | None:
     known = ("_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid", "_lock")
     if sys.version_info >= (3, 14) or server is None or not all(hasattr(server, a) for a in known):
         return None
-    for module in preload(modules):
+    for module in preload(families):
         try:
             importlib.import_module(module)
         except ImportError:  # as multiprocessing's own preload: the fit that needs it will say why
@@ -142,9 +145,9 @@ def started() -> int:
 
 
 class FitPool:
-    def __init__(self, size: int, modules: Iterable[str] = (), warm: bool = False) -> None:
+    def __init__(self, size: int, families: Iterable[Family] = (), warm: bool = False) -> None:
         self.size = max(1, size)
-        self.modules = preload(modules)
+        self.modules = preload(families)
         self.warm = warm
         self._executor: ProcessPoolExecutor | None = None
         self._starting: asyncio.Lock | None = None

@@ -54,7 +54,7 @@ def _preload() -> None:
     from consumers import pool
     from consumers.families import BUILTIN, load_family
 
-    for module in [*PRELOAD, *pool.preload(m for name in BUILTIN for m in load_family(name).modules)]:
+    for module in [*PRELOAD, *pool.preload(load_family(name) for name in BUILTIN)]:
         importlib.import_module(module)
     for main in ("gateway.__main__", "consumers.__main__"):  # what they import stays; runpy runs them afresh
         del sys.modules[main]
