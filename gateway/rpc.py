@@ -141,6 +141,8 @@ class Broker:
                 raise DeadlineExceeded(f"no {family} consumer answered within {timeout:g}s") from None
         finally:
             self._pending.pop(correlation_id, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # failed by a lost connection while the publish was under way: the caller has the publish's error
 
     async def _publish(self, message: aio_pika.Message, routing_key: str, what: str) -> None:
         if not self.ready:
