@@ -384,6 +384,7 @@ class Consumer:
             metrics.predict_answered(family, status, started)
         if message.reply_to:
             try:
+                await self._reply_channel_open(message.expiration)
                 await self.reply_channel.default_exchange.publish(
                     aio_pika.Message(
                         body,
@@ -399,6 +400,17 @@ class Consumer:
                 log.warning("predict reply (status %s) not delivered: %s", status, e)
         await settle(message.ack())
 
+
+    async def _reply_channel_open(self, expiration: Any) -> None:
+        """Until the reply channel is open, for the predict's time to live at most.
+
+        After a reconnect aio-pika reopens the connection's channels one by one, in no set order: a
+        predict can arrive on its reopened channel while the reply channel is still closed, and its
+        answer would be lost (the caller waiting until its deadline for a 504)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (float(expiration) if expiration is not None else self.settings.predict_timeout)
+        while self.reply_channel.is_closed and loop.time() < deadline and not self.stopping.is_set():
+            await asyncio.sleep(0.02)
 
     # ---- import --------------------------------------------------------------
 
