@@ -38,6 +38,7 @@ from contracts.store import (
 
 from .backends import digest
 
+
 def worker_id() -> str:
     """This process as the store names who ran a job: `host:pid`, read when the consumer starts (not at import,
     which may have happened in the process it was forked from)."""

@@ -85,7 +85,8 @@ class Consumer:
         self.records = Records(self.engine, self.worker)
         self.served = {f.name: Served(f, spec, Runtime(f, self.records, self.key)) for f, spec in families}
         self.names = ", ".join(self.served)
-        self.pool = FitPool(settings.fit_processes or len(self.served), [s.family for s in self.served.values()], warm=settings.fit_pool_warm)
+        families_served = [s.family for s in self.served.values()]
+        self.pool = FitPool(settings.fit_processes or len(self.served), families_served, warm=settings.fit_pool_warm)
         self.connection: AbstractRobustConnection | None = None
         self.leases: Leases | None = None
         self._predicts_in_flight = 0
