@@ -385,7 +385,8 @@ class Consumer:
             metrics.predict_answered(family, status, started)
         if message.reply_to:
             try:
-                await self._reply_channel_open(message.expiration)
+                if self.reply_channel.is_closed:  # only after a reconnect: no wait on the predict path otherwise
+                    await self._reply_channel_open(message.expiration)
                 await self.reply_channel.default_exchange.publish(
                     aio_pika.Message(
                         body,
@@ -400,7 +401,6 @@ class Consumer:
             except (AMQPError, ConnectionError, RuntimeError) as e:
                 log.warning("predict reply (status %s) not delivered: %s", status, e)
         await settle(message.ack())
-
 
     async def _reply_channel_open(self, expiration: Any) -> None:
         """Until the reply channel is open, for the predict's time to live at most.

@@ -142,7 +142,9 @@ class Broker:
         finally:
             self._pending.pop(correlation_id, None)
             if future.done() and not future.cancelled():
-                future.exception()  # failed by a lost connection while the publish was under way: the caller has the publish's error
+                # Failed by a lost connection while the publish was under way: the caller has the publish's
+                # error; reading this one keeps asyncio from logging it as never retrieved.
+                future.exception()
 
     async def _publish(self, message: aio_pika.Message, routing_key: str, what: str) -> None:
         if not self.ready:
