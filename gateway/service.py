@@ -22,7 +22,7 @@ from contracts.frames import PARQUET, ParquetCodec, digest_frames, labelled
 from contracts.pandas_json import write_answer, write_array
 from contracts.responses import PredictResponse, StatusResponse
 from contracts.schemas import ImportHeaders, StatusEvent, TrainHeaders, read_reply
-from contracts.status import Backend, JobKind
+from contracts.status import Backend, JobKind, Status
 from contracts.store import TrainingSession
 from contracts.topology import EventKind, MessageType
 
@@ -85,7 +85,27 @@ async def fit(
     session, created = await app[RECORDS].submit_fit(family.name, key, params["name"], stored, params["retrain"], actor)
     if created:
         await publish(app, family.name, key, session, JobKind.FIT, body, params["modkwargs"], params["algkwargs"], backend)
+    elif params["name"] is not None and session.status is Status.DONE:
+        await check_same_columns(app, family.name, key, params["name"], req.x)
     return key, session, created
+
+
+async def check_same_columns(app: web.Application, family: str, key: str, name: str, x: pd.DataFrame) -> None:
+    """A named fit that finds its model trained on other columns says so (409), instead of answering
+    with a model the caller's next predict can't use."""
+    schema = await app[RECORDS].schema(family, key)
+    if not schema:
+        return
+    trained = [str(c["name"]) for c in schema]
+    sent = [str(c) for c in x.columns]
+    if set(trained) == set(sent):
+        return
+    missing, unexpected = sorted(set(trained) - set(sent)), sorted(set(sent) - set(trained))
+    raise Conflict(
+        f"model {key!r} named {name!r} exists and was trained on other columns "
+        f"(not sent: {missing}; not trained on: {unexpected}): fit under another name, or with retrain",
+        fields={"x": "columns differ from the existing model's", "name": "in use by a model with other columns"},
+    )
 
 
 async def update(app: web.Application, family: FamilyInfo, key: str, req: Training, actor: str | None = None) -> TrainingSession:

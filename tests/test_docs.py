@@ -1,0 +1,114 @@
+"""Every Python and shell example in the README, CONTRIBUTING.md and docs/ runs, as written, twice.
+
+An example is a fenced block marked ```python or ```sh. It runs in an empty
+folder of its own (with `.venv` pointing at this interpreter's environment,
+so `.venv/bin/python` and `.venv/bin/ml-server` work as the docs say)
+against a real stack: the docs' address of `make run`,
+`http://127.0.0.1:8080` (or `localhost:8080`), is the stack's, and
+`ML_SERVER_URL` and `ML_SERVER_NAMESPACE` are set as a shell would have them;
+the folder's `data/secret` and default store are the stack's, as they are
+`make run`'s in its own folder.
+Each runs twice in the same folder, as a reader who runs it again would. A
+block that can't run here (it serves until Ctrl-C, or needs a Docker engine)
+is preceded by `<!-- not run here: why -->`, and says why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .stack import ROOT, Stack
+
+pytestmark = pytest.mark.integration
+
+PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+RUNNABLE = {"python": "python", "py": "python", "sh": "sh", "bash": "sh", "shell": "sh"}
+FENCE = re.compile(r"^```(\S*)\s*$")
+NOT_RUN = re.compile(r"^<!--\s*not run here:\s*(.*?)\s*-->$")
+MAKE_RUN_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):8080|(?<![/\w])(?:127\.0\.0\.1|localhost):8080")
+
+
+@dataclass(frozen=True)
+class Example:
+    page: Path
+    line: int
+    language: str
+    code: str
+    not_run: str | None  # why, when it can't run here
+
+    @property
+    def id(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def examples() -> list[Example]:
+    found = []
+    for page in PAGES:
+        lines = page.read_text().splitlines()
+        i = 0
+        while i < len(lines):
+            m = FENCE.match(lines[i])
+            if not m:
+                i += 1
+                continue
+            start, language = i, m.group(1)
+            i += 1
+            body = []
+            while i < len(lines) and lines[i].rstrip() != "```":
+                body.append(lines[i])
+                i += 1
+            i += 1
+            before = next((lines[j] for j in range(start - 1, -1, -1) if lines[j].strip()), "")
+            marker = NOT_RUN.match(before.strip())
+            found.append(Example(page, start + 1, language, "\n".join(body) + "\n", marker.group(1) if marker else None))
+    return found
+
+
+ALL = examples()
+TO_RUN = [e for e in ALL if e.language in RUNNABLE and e.not_run is None]
+
+
+def test_every_block_says_what_it_is() -> None:
+    """A fence names its language, and every example that does not run says why."""
+    unnamed = [e.id for e in ALL if not e.language]
+    assert not unnamed, f"fenced blocks without a language: {unnamed}"
+    silent = [e.id for e in ALL if e.not_run is not None and not e.not_run]
+    assert not silent, f"blocks marked not run without a reason: {silent}"
+    assert len(TO_RUN) >= 12, [e.id for e in TO_RUN]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("example", TO_RUN, ids=[e.id for e in TO_RUN])
+def test_example_runs_twice(example: Example, stack: Stack, tmp_path: Path) -> None:
+    code = MAKE_RUN_URL.sub(stack.url, example.code)
+    venv = Path(sys.executable).parent.parent
+    (tmp_path / ".venv").symlink_to(venv)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "secret").write_text(stack.env["ML_SERVER_SECRET"])
+    env = {
+        **os.environ,
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+        "ML_SERVER_URL": stack.url,
+        "ML_SERVER_NAMESPACE": stack.namespace,
+        "ML_SERVER_BROKER_URL": stack.broker_url,
+        "ML_SERVER_DATABASE_URL": stack.database_url,  # what `make run`'s folder has as its default store
+        "MPLBACKEND": "Agg",
+    }
+    if RUNNABLE[example.language] == "python":
+        command = [sys.executable, "-c", code]
+    else:
+        command = ["bash", "-euo", "pipefail", "-c", code]
+    for attempt in (1, 2):
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, (
+            f"{example.id} failed on run {attempt} (exit {done.returncode})\n--- code\n{code}\n"
+            f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-5000:]}"
+        )
