@@ -240,6 +240,25 @@ def test_same_name_returns_the_model_retrain_makes_a_version(stack: Stack) -> No
     assert [(r["version"], r["status"].value, r["artifacts"]) for r in rows] == [(1, "done", 1), (2, "done", 1)]
 
 
+def test_same_name_with_other_columns_is_a_conflict_naming_them(stack: Stack) -> None:
+    """A named fit that would answer with a model trained on other columns says so instead."""
+    x, y = classification(seed=104)
+    key = accepted(put(stack, "logreg", x, y, name="lifecycle-other-columns"))["model_key"]
+    assert stack.wait_finished("logreg", key)["status"] == "done"
+
+    other = x.rename(columns={"f3": "income"})
+    seed = {"x": other.to_json(), "y": y.to_frame().to_json(), "name": "lifecycle-other-columns"}
+    for r in (put(stack, "logreg", other, y, name="lifecycle-other-columns"), requests.put(stack.family_url("logreg"), json=seed, timeout=30)):
+        assert r.status_code == 409, r.text
+        error = r.json()["error"]
+        assert error["code"] == "conflict" and "income" in error["message"] and "f3" in error["message"], error
+        assert set(error["fields"]) == {"x", "name"}
+    assert [(s["version"], s["status"].value) for s in sessions_of(stack, key)] == [(1, "done")]  # nothing queued
+
+    again = accepted(put(stack, "logreg", other, y, name="lifecycle-other-columns", retrain=True))
+    assert again["version"] == 2 and stack.wait_finished("logreg", key, version=2)["status"] == "done"
+
+
 def test_failed_fit_is_refitted_without_retrain(stack: Stack) -> None:
     x, y = classification(seed=103)
     first = accepted(put(stack, "logreg", x, y, name="lifecycle-failed", modkwargs={"C": -1.0}))
