@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy.engine import make_url
 
+from contracts import paths
 from contracts.status import JobKind, Status
 from contracts.store import Alias, Family, Model, Tag, TrainingSession
 
@@ -213,7 +214,7 @@ def start_gateway(procs: Processes, workdir: Path, database_url: str, namespace:
 
         if gateway.poll() is not None:
             raise Fatal(f"the gateway exited with {gateway.returncode}:\n{procs.log('gateway')}")
-        return requests.get(f"{url}/healthz", timeout=2).ok
+        return requests.get(url + paths.HEALTHZ, timeout=2).ok
 
     wait_for(up, 60, "the gateway", interval=0.2)
     return url

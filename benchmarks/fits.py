@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import quote
 
 from .bodies import fit_body
 from .common import FAMILY, PARQUET
+
+from contracts import paths
 
 FINISHED = ("done", "failed")
 
 
 def fit_url(gateway: str) -> str:
-    return f"{gateway}/families/{FAMILY}/models"
+    return gateway + paths.fill(paths.FAMILY_MODELS, family=FAMILY)
 
 
 def model_url(gateway: str, model_key: str) -> str:
-    return f"{gateway}/models/{quote(model_key)}"
+    return gateway + paths.fill(paths.MODEL, model_key=model_key)
 
 
 def fit_params(name: str) -> dict[str, str]:

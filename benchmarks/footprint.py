@@ -22,6 +22,7 @@ benchmarks/results/ (or --out).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -167,11 +168,17 @@ def _free_port() -> int:
 
 
 def _purge(namespace: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    from contracts.families import BUILTIN
-    from tests.stack import purge_namespace
+    import aio_pika
 
-    purge_namespace(namespace, BUILTIN, BROKER_URL)
+    from contracts import amqp
+    from contracts.families import BUILTIN
+    from contracts.topology import Topology
+
+    async def purge() -> None:
+        async with await aio_pika.connect(BROKER_URL) as connection:
+            await amqp.delete_namespace(connection, Topology(namespace), BUILTIN)
+
+    asyncio.run(purge())
 
 
 def main(argv: list[str] | None = None) -> int:

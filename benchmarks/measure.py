@@ -15,6 +15,8 @@ from .bodies import SEED_ORIENTS, answer_problem, http_request
 from .loadgen import Loadgen
 from .wrk import Wrk
 
+from contracts import paths
+
 HTTP_KINDS = ("seed_json", "rest_parquet", "mlserver")
 GATEWAY_KINDS = ("seed_json", "rest_parquet")
 # The gateway's predict-coalescing settings recorded with a run (contracts/settings.py).
@@ -82,7 +84,7 @@ def batch_counters(url: str) -> dict[str, float] | None:
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        r = requests.get(f"{url}/metrics", timeout=10)
+        r = requests.get(url + paths.METRICS, timeout=10)
     except requests.RequestException:
         return None
     if r.status_code != 200:

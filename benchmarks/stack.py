@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .common import BROKER_URL, FAMILY, ROOT, Fatal, free_port, wait_for
 
+from contracts import paths
+
 
 class Processes:
     """Child processes started by this run, each in a session of its own, stopped in reverse order."""
@@ -57,21 +59,15 @@ def purge_namespace(namespace: str) -> None:
     Reply and event queues are exclusive: they went with their connections."""
     import aio_pika
 
+    from contracts import amqp
     from contracts.topology import Topology
 
     from .echo import exchange_name
 
-    t = Topology(namespace)
-    queues = [t.train_queue(FAMILY), t.predict_queue(FAMILY), t.dead_queue(FAMILY), exchange_name(namespace)]
-    exchanges = [t.jobs_exchange, t.events_exchange, t.dead_exchange, exchange_name(namespace)]
-
     async def purge() -> None:
         async with await aio_pika.connect(BROKER_URL) as connection:
-            channel = await connection.channel()
-            for q in queues:
-                await channel.queue_delete(q)
-            for x in exchanges:
-                await channel.exchange_delete(x)
+            echo = exchange_name(namespace)  # the echo floor's queue and exchange
+            await amqp.delete_namespace(connection, Topology(namespace), [FAMILY], queues=[echo], exchanges=[echo])
 
     asyncio.run(purge())
 
@@ -120,7 +116,7 @@ def start_stack(procs: Processes, workdir: Path, namespace: str) -> tuple[str, d
         for name, p in (("gateway", gateway), (f"consumer-{FAMILY}", consumer)):
             if p.poll() is not None:
                 raise Fatal(f"{name} exited with {p.returncode}:\n{procs.log(name)}")
-        return bool(requests.get(f"{url}/readyz", timeout=2).ok) and consumers_on(namespace, [f"{FAMILY}.train", f"{FAMILY}.predict"])
+        return bool(requests.get(url + paths.READYZ, timeout=2).ok) and consumers_on(namespace, [f"{FAMILY}.train", f"{FAMILY}.predict"])
 
     wait_for(ready, 90, f"the gateway and the {FAMILY} consumer", interval=0.3)
     return url, {"gateway": gateway.pid, "consumer": consumer.pid}

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from contracts import paths
 from contracts.errors import MLServerError, NotFound, TrainingFailed, from_wire
 from contracts.frames import JSON, PARQUET, ParquetCodec, encode_training
 from contracts.pandas_json import JsonCodec
@@ -89,13 +90,13 @@ def still_running(key: str | None, state: Mapping[str, Any], timeout: float | No
 # ---- the event stream (server-sent events) -----------------------------------
 
 # Read at call time, so a test can point it at a route the gateway doesn't have.
-EVENTS_PATH = "/models/{model_key}/events"
+EVENTS_PATH = paths.MODEL_EVENTS
 EVENT_STREAM = "text/event-stream"
 DELETED = EventKind.DELETED.value
 
 
 def events(model_key: str, version: int | None) -> Call:
-    return Call("GET", EVENTS_PATH.format(model_key=model_key), _query({"version": version}), headers={"Accept": EVENT_STREAM})
+    return Call("GET", paths.fill(EVENTS_PATH, model_key=model_key), _query({"version": version}), headers={"Accept": EVENT_STREAM})
 
 
 class EventStream:
@@ -206,11 +207,11 @@ def fit(
         "retrain": bool(retrain),
         "backend": backend,
     }
-    return _training(fmt, f"/families/{family}/models", x, y, fields)
+    return _training(fmt, paths.fill(paths.FAMILY_MODELS, family=family), x, y, fields)
 
 
 def update(fmt: Format, model_key: str, x: Any, y: Any) -> Call:
-    return _training(fmt, f"/models/{model_key}/update", x, y, {})
+    return _training(fmt, paths.fill(paths.MODEL_UPDATE, model_key=model_key), x, y, {})
 
 
 def _read_json_prediction(body: bytes) -> pd.DataFrame:
@@ -227,7 +228,7 @@ def predict(
 ) -> Call:
     xf = as_frame(x)
     fields: dict[str, Any] = {"version": version, "alias": alias, "kwargs": kwargs or None}
-    path = f"/models/{model_key}/predict"
+    path = paths.fill(paths.MODEL_PREDICT, model_key=model_key)
     if fmt == "parquet":
         headers = {"Content-Type": PARQUET, "Accept": PARQUET}
         return Call("POST", path, _query(fields), ParquetCodec.encode(xf), headers, _read_parquet_prediction)
@@ -250,54 +251,54 @@ def status(model_key: str, family: str | None = None) -> Call:
             raise NotFound(f"no {family} model with model_key {model_key!r} (it is a {found['family']} model)", fields={"model_key": ["unknown"]})
         return found
 
-    return Call("GET", f"/models/{model_key}", read=read)
+    return Call("GET", paths.fill(paths.MODEL, model_key=model_key), read=read)
 
 
 def delete(model_key: str) -> Call:
-    return Call("DELETE", f"/models/{model_key}")
+    return Call("DELETE", paths.fill(paths.MODEL, model_key=model_key))
 
 
 def versions(model_key: str, filters: Mapping[str, Any]) -> Call:
-    return Call("GET", f"/models/{model_key}/versions", _query(filters))
+    return Call("GET", paths.fill(paths.MODEL_VERSIONS, model_key=model_key), _query(filters))
 
 
 def models(filters: Mapping[str, Any]) -> Call:
-    return Call("GET", "/models", _query(filters))
+    return Call("GET", paths.MODELS, _query(filters))
 
 
 def families() -> Call:
-    return Call("GET", "/families", read=lambda body: json.loads(body)["families"])
+    return Call("GET", paths.FAMILIES, read=lambda body: json.loads(body)["families"])
 
 
 # ---- the registry -------------------------------------------------------------
 
 
 def model(model_key: str) -> Call:
-    return Call("GET", f"/models/{model_key}")
+    return Call("GET", paths.fill(paths.MODEL, model_key=model_key))
 
 
 def set_alias(model_key: str, alias: str, version: int) -> Call:
     body, headers = _body({"version": version})
-    return Call("PUT", f"/models/{model_key}/aliases/{alias}", body=body, headers=headers)
+    return Call("PUT", paths.fill(paths.MODEL_ALIAS, model_key=model_key, alias=alias), body=body, headers=headers)
 
 
 def remove_alias(model_key: str, alias: str) -> Call:
-    return Call("DELETE", f"/models/{model_key}/aliases/{alias}")
+    return Call("DELETE", paths.fill(paths.MODEL_ALIAS, model_key=model_key, alias=alias))
 
 
 def edit_model(model_key: str, changes: Mapping[str, Any]) -> Call:
     """`PATCH /models/{model_key}`: only the fields given (`serving=None` clears the serving alias)."""
     body = json.dumps(dict(changes)).encode()
-    return Call("PATCH", f"/models/{model_key}", body=body, headers={"Content-Type": JSON})
+    return Call("PATCH", paths.fill(paths.MODEL, model_key=model_key), body=body, headers={"Content-Type": JSON})
 
 
 def edit_version(model_key: str, version: int, changes: Mapping[str, Any]) -> Call:
     body = json.dumps(dict(changes)).encode()
-    return Call("PATCH", f"/models/{model_key}/versions/{version}", body=body, headers={"Content-Type": JSON})
+    return Call("PATCH", paths.fill(paths.MODEL_VERSION, model_key=model_key, version=version), body=body, headers={"Content-Type": JSON})
 
 
 def history(model_key: str, version: int | None) -> Call:
-    return Call("GET", f"/models/{model_key}/history", _query({"version": version}), read=lambda body: json.loads(body)["history"])
+    return Call("GET", paths.fill(paths.MODEL_HISTORY, model_key=model_key), _query({"version": version}), read=lambda body: json.loads(body)["history"])
 
 
 def import_model(
@@ -310,6 +311,6 @@ def import_model(
     types: dict[str, str] | None = None,
 ) -> Call:
     """A skops file or an ONNX graph as a new model of `family`, or as the next version of `model_key`."""
-    path = f"/models/{model_key}/import" if model_key is not None else f"/families/{family}/models/import"
+    path = paths.fill(paths.MODEL_IMPORT, model_key=model_key) if model_key is not None else paths.fill(paths.FAMILY_IMPORT, family=family)
     params = _query({"name": name, "features": features, "types": types})
     return Call("POST", path, params, file, {"Content-Type": "application/octet-stream"})

@@ -23,6 +23,8 @@ import aiohttp
 import requests
 from tqdm import tqdm
 
+from contracts.status import Status
+
 from . import _wire
 from ._wire import backoff, error_from, finished, settled, still_running
 
@@ -35,7 +37,7 @@ DEADLINE_SLACK = 1.0
 # Polling when there is no stream: 0.2 s, growing to 2 s.
 POLL_FIRST, POLL_FACTOR, POLL_CAP = 0.2, 1.5, 2.0
 
-_STAGES = {"queued": 0, "running": 1, "done": 2, "failed": 2, _wire.DELETED: 2}
+_STAGES = {Status.QUEUED: 0, Status.RUNNING: 1, Status.DONE: 2, Status.FAILED: 2, _wire.DELETED: 2}
 
 
 class StreamUnavailable(Exception):

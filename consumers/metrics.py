@@ -15,6 +15,8 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
+from contracts import paths
+
 log = logging.getLogger(__name__)
 
 FITS = Counter(
@@ -83,7 +85,7 @@ async def serve(host: str, port: int) -> web.AppRunner | None:
     if not port:
         return None
     app = web.Application()
-    app.router.add_get("/metrics", _metrics)
+    app.router.add_get(paths.METRICS, _metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.expression import Executable
 
+from contracts import lifecycle
 from contracts.errors import NotFound, NotTrained, TrainingFailed
 from contracts.families import FamilyInfo
 from contracts.status import JobKind, Status
@@ -27,7 +28,6 @@ from contracts.store import (
     Alias,
     Artifact,
     Family as FamilyRow,
-    HistoryEntry,
     Model,
     Payload,
     TrainingSession,
@@ -121,27 +121,13 @@ class Records:
                 model = await model_row(db, job["model_key"], family, job["name"])
                 if model.family != family:
                     return None
-                latest = (
-                    await db.execute(
-                        select(func.max(TrainingSession.version)).where(TrainingSession.model_id == model.id)
-                    )
-                ).scalar_one_or_none()
-                session = TrainingSession(
-                    model_id=model.id,
-                    version=(latest or 0) + 1,
-                    kind=job["kind"],
-                    status=Status.QUEUED,
-                    params={
-                        "modkwargs": job["modkwargs"],
-                        "algkwargs": job["algkwargs"],
-                        "name": job["name"],
-                        "backend": job["backend"].value if job["backend"] else None,
-                    },
-                    attempts=0,
-                    job_ref=ref,
-                )
-                db.add(session)
-                await db.flush()
+                params = {
+                    "modkwargs": job["modkwargs"],
+                    "algkwargs": job["algkwargs"],
+                    "name": job["name"],
+                    "backend": job["backend"].value if job["backend"] else None,
+                }
+                session = await lifecycle.new_version(db, model, JobKind(job["kind"]), params, None, job_ref=ref, history={"message_id": ref})
                 return session.id
 
         return await retry_on_conflict(attempt)
@@ -157,34 +143,13 @@ class Records:
                 model = await model_row(db, model_key, family, name)
                 if model.family != family:
                     raise NotFound(f"no {family} model with model_key {model_key!r}")
-                latest = (
-                    await db.execute(select(func.max(TrainingSession.version)).where(TrainingSession.model_id == model.id))
-                ).scalar_one_or_none()
-                now = utcnow()
-                session = TrainingSession(
-                    model_id=model.id,
-                    version=(latest or 0) + 1,
-                    kind=JobKind.IMPORT,
-                    status=Status.DONE,
-                    params={"format": meta["imported"]["format"], "name": name},
-                    rows=None,
-                    worker=self.worker,
-                    attempts=1,
-                    created_at=now,
-                    started_at=now,
-                    finished_at=now,
-                    actor=actor,
+                now, digest_, format_ = utcnow(), digest(artifact), meta["imported"]["format"]
+                session = await lifecycle.new_version(
+                    db, model, JobKind.IMPORT, {"format": format_, "name": name}, actor, status=Status.DONE,
+                    history={"format": format_, "digest": digest_},
+                    rows=None, worker=self.worker, attempts=1, created_at=now, started_at=now, finished_at=now,
                 )
-                db.add(session)
-                await db.flush()
-                digest_ = digest(artifact)
                 db.add(Artifact(session_id=session.id, backend=backend, data=artifact, digest=digest_, size=len(artifact), meta=meta))
-                db.add(
-                    HistoryEntry(
-                        model_id=model.id, version=session.version, action="import", actor=actor, at=now,
-                        detail={"format": meta["imported"]["format"], "digest": digest_},
-                    )
-                )
                 return session.version
 
         return await retry_on_conflict(attempt)

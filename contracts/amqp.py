@@ -121,3 +121,20 @@ async def settle(op: Awaitable[Any]) -> None:
         await op
     except (AMQPError, ConnectionError, RuntimeError) as e:
         log.warning("could not settle a delivery (%s); the broker will redeliver it", e)
+
+
+async def delete_namespace(
+    connection: AbstractConnection, topology: Topology, families: Iterable[str], queues: Iterable[str] = (), exchanges: Iterable[str] = ()
+) -> None:
+    """Delete what a namespace declares on the broker: its families' train, predict and dead queues, and its
+    exchanges (with `queues`/`exchanges` of the caller's own). Jobs waiting in those queues are deleted too.
+    Reply and event queues are exclusive: they go with their connections."""
+    channel = await connection.channel(publisher_confirms=False)
+    for family in families:
+        for name in (topology.train_queue(family), topology.predict_queue(family), topology.dead_queue(family)):
+            await channel.queue_delete(name)
+    for name in queues:
+        await channel.queue_delete(name)
+    for name in (topology.jobs_exchange, topology.events_exchange, topology.dead_exchange, *exchanges):
+        await channel.exchange_delete(name)
+    await channel.close()

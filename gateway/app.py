@@ -1,76 +1,29 @@
-"""The aiohttp application: lifecycle, one error middleware, operational routes."""
+"""The aiohttp application: its routes from the route table, its lifecycle, one error middleware."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import orjson
 from aiohttp import web
-from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from contracts import frames
 from contracts.errors import MLServerError, NotFound, PayloadTooLarge, Unavailable
-from contracts.responses import HealthResponse, ReadyResponse
 from contracts.settings import Settings
 from contracts.store import make_engine
 
-from . import auth, dashboard, events, metrics, openapi
+from . import auth, events, metrics
 from .batching import Coalescer
 from .records import Records
-from .resources import resources
-from .routes import routes
 from .rpc import Broker
-from .service import respond
 from .registry import Registry
-from .state import BROKER, COALESCER, RECORDS, REGISTRY, SETTINGS
+from .state import BROKER, COALESCER, RECORDS, REGISTRY, ROUTES, SETTINGS
+from .table import ROUTES as TABLE
 
 log = logging.getLogger(__name__)
-
-ops = web.RouteTableDef()
-
-
-@ops.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    """The process is up."""
-    return respond(HealthResponse().dump({"status": "ok"}))
-
-
-@ops.get("/readyz")
-async def readyz(request: web.Request) -> web.Response:
-    """Broker and store reachable, and a consumer on the queues of every family the deployment serves
-    (ML_SERVER_FAMILIES): 200, else 503 naming what is not there."""
-    broker = request.app[BROKER]
-    checks: dict[str, str] = {"broker": "ok" if broker.ready else "unavailable"}
-    try:
-        await asyncio.wait_for(request.app[RECORDS].ping(), 3)
-        checks["store"] = "ok"
-    except Exception as e:  # any failure to answer SELECT 1 means not ready
-        checks["store"] = f"unavailable: {type(e).__name__}"
-    expected = list(request.app[SETTINGS].families)
-    consumers: dict[str, bool] = {}
-    if expected and broker.ready:
-        try:
-            consumers = await asyncio.wait_for(broker.consumers(expected), 3)
-        except Exception as e:  # noqa: BLE001 - a broker that can't answer is a broker that is not ready
-            log.warning("consumer counts not read: %s", e)
-    families = {f: "ok" if consumers.get(f) else "no consumer" for f in expected}
-    ok = all(v == "ok" for v in (*checks.values(), *families.values()))
-    body: dict[str, object] = {"status": "ok" if ok else "unavailable", **checks}
-    if expected:
-        body["families"] = families
-    return respond(ReadyResponse().dump(body), status=200 if ok else 503)
-
-
-@ops.get("/metrics")
-async def prometheus_metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition: request counts and latencies, predict batch sizes, queue depths."""
-    body = await metrics.scrape(request.app.get(BROKER), request.app[RECORDS].families)
-    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
-
 
 def error_response(error: MLServerError) -> web.Response:
     response = web.Response(
@@ -115,14 +68,11 @@ def make_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[metrics.middleware, errors, *checks], client_max_size=settings.max_body)
     app[SETTINGS] = settings
     frames.set_max_columns(settings.max_columns)
-    app.add_routes(ops)
-    app.add_routes(openapi.routes)
-    app.add_routes(resources)  # before `/{family}`: `/models` and `/families` are not families
-    dashboard.setup(app)  # GET /ui and GET /events, before `/{family}` too
-    app.add_routes(routes)
+    app[ROUTES] = TABLE
+    TABLE.register(app)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_broker)
-    events.setup(app)  # GET /models/{model_key}/events; needs the broker
+    events.setup(app)  # the event hub; needs the broker
     return app
 
 

@@ -19,23 +19,20 @@ from aiohttp import web
 from contracts.errors import Forbidden, Unauthorized
 from contracts.settings import Settings
 
-# Reachable without a token: liveness and readiness probes, the API document and its docs page, the
-# dashboard's files (they hold no data: the page asks the API for it with the token typed into it).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/ui"})
-OPEN_PREFIXES = ("/docs/", "/ui/")
-WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
-# POSTs that change things (the others, predicts, only read).
-WRITE_POSTS = frozenset(
-    {"/families/{family}/models", "/models/{model_key}/update", "/families/{family}/models/import", "/models/{model_key}/import"}
-)
-
+from .routing import Scope
+from .state import ROUTES
 
 def writes(request: web.Request) -> bool:
-    """Whether the request needs the write scope: fit, update, delete and every other change."""
-    if request.method in WRITE_METHODS:
-        return True
-    resource = request.match_info.route.resource
-    return request.method == "POST" and resource is not None and resource.canonical in WRITE_POSTS
+    """Whether the request needs the write scope (its route's scope in the route table): fit, update, delete
+    and every other change. A request no route matched needs a read token, and then gets its 404."""
+    row = request.app[ROUTES].row(request)
+    return row is not None and row.scope is Scope.WRITE
+
+
+def is_open(request: web.Request) -> bool:
+    """Reachable without a token: probes, the API document and its page, the dashboard's files."""
+    row = request.app[ROUTES].row(request)
+    return row is not None and row.scope is Scope.OPEN
 
 
 def digest(token: str) -> str:
@@ -67,7 +64,7 @@ def is_loopback(host: str) -> bool:
 def middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if not settings.tokens or request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
+        if not settings.tokens or is_open(request):
             return await handler(request)
         kind, _, token = request.headers.get("Authorization", "").partition(" ")
         if kind.lower() != "bearer" or not token.strip():

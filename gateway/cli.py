@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 
+from contracts import paths
 from contracts import logs
 from contracts.settings import Settings, SettingsError, ensure_secret_file
 
@@ -63,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     token.add_argument("--scope", choices=["read", "write"], default="write", help="read: status, predict, listings; write: also fit, update, delete")
     token.add_argument("--name", default=None, help="who holds the token (letters, digits, . _ @ -): recorded in models' history")
+    purge = sub.add_parser(
+        "delete-namespace",
+        help="delete a namespace's queues and exchanges from the broker",
+        description="Delete what ml-server declared on the broker under ML_SERVER_NAMESPACE: every family's train, "
+        "predict and dead-letter queue, with the jobs waiting in them, and the namespace's exchanges. Run it with "
+        "the gateway and consumers of that namespace stopped (they declare everything again as they start).",
+    )
+    purge.add_argument("--families", default=None, help="comma-separated families (default: every built-in one and ML_SERVER_FAMILIES)")
+    purge.add_argument("--yes", action="store_true", help="delete; without it, only print what would be deleted")
     client_cli.add_parsers(sub)
     sub.add_parser("gateway", help="start the REST gateway", add_help=False)
     sub.add_parser("consumer", help="start a consumer process: ml-server consumer FAMILY [FAMILY ...] | --all", add_help=False)
@@ -81,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return client_cli.run(args)
     if args.command == "migrate":
         return _migrate()
+    if args.command == "delete-namespace":
+        return _delete_namespace(args.families, args.yes)
     if args.command == "token":
         from .auth import new_token
 
@@ -103,6 +115,39 @@ def _migrate() -> int:
         print(f"ml-server: {e}", file=sys.stderr)
         return 2
     log.info("the store is at schema revision %s", revision)
+    return 0
+
+
+def _delete_namespace(families_arg: str | None, yes: bool) -> int:
+    import asyncio
+
+    import aio_pika
+
+    from contracts import amqp
+    from contracts.topology import Topology
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        print(f"ml-server: {e}", file=sys.stderr)
+        return 2
+    from contracts.families import BUILTIN
+
+    specs = [f for f in families_arg.split(",") if f] if families_arg else [*BUILTIN, *settings.families]
+    families = list(dict.fromkeys(f.rsplit(":", 1)[-1] for f in specs))  # module:attribute: the attribute's name
+    topology = Topology(settings.namespace)
+    names = [q for f in families for q in (topology.train_queue(f), topology.predict_queue(f), topology.dead_queue(f))]
+    names += [topology.jobs_exchange, topology.events_exchange, topology.dead_exchange]
+    if not yes:
+        print("would delete (run again with --yes):\n  " + "\n  ".join(names))
+        return 0
+
+    async def delete() -> None:
+        async with await aio_pika.connect(settings.broker_url) as connection:
+            await amqp.delete_namespace(connection, topology, families)
+
+    asyncio.run(delete())
+    print(f"deleted the queues and exchanges of namespace {settings.namespace!r} ({len(names)} names)")
     return 0
 
 
@@ -213,7 +258,7 @@ def _run(families_arg: str | None, per_family: bool) -> int:
 def _ready(base: str) -> bool:
     """The gateway's `/readyz`: broker and store there, and a consumer on every family's queues."""
     try:
-        with urllib.request.urlopen(f"{base}/readyz", timeout=1) as r:
+        with urllib.request.urlopen(base + paths.READYZ, timeout=1) as r:
             return bool(r.status == 200)
     except (OSError, ValueError):
         return False

@@ -11,11 +11,13 @@ behind the same scopes as for any other client. Its list follows `GET
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aiohttp import web
 
-from . import events
+from contracts import paths
+
 
 UI = Path(__file__).with_name("ui")
 PAGE = UI / "index.html"
@@ -25,8 +27,17 @@ _TYPES = {
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
-# The page's files, by name: what `GET /ui/{asset}` serves, and nothing else.
-ASSETS: dict[str, str] = {p.name: _TYPES[p.suffix] for p in sorted(UI.iterdir()) if p.suffix in _TYPES}
+# The page's files, by name: what `GET /ui/{asset}` serves, and nothing else; `paths.js` is made from
+# `contracts.paths`, so the page calls the API by the same paths as every other client.
+GENERATED = "paths.js"
+ASSETS: dict[str, str] = {p.name: _TYPES[p.suffix] for p in sorted(UI.iterdir()) if p.suffix in _TYPES} | {GENERATED: _TYPES[".js"]}
+PATHS_JS = (
+    "// Made by the gateway from contracts/paths.py: every path of the API, spelled once.\n"
+    f"export const PATHS = Object.freeze({json.dumps(paths.constants(), indent=2, sort_keys=True)});\n\n"
+    "/** The path with each {name} replaced by its value, quoted for a URL. */\n"
+    "export const fill = (path, values) =>\n"
+    "  path.replace(/\\{(\\w+)\\}/g, (_, name) => encodeURIComponent(String(values[name])));\n"
+).encode()
 
 # Only this gateway's own files and API; no frames, no plug-ins, no inline script.
 _POLICY = (
@@ -41,31 +52,21 @@ HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-routes = web.RouteTableDef()
-
-
-@routes.get("/ui")
 async def page(request: web.Request) -> web.StreamResponse:
     """The dashboard."""
     return web.FileResponse(PAGE, headers={**HEADERS, "Content-Type": "text/html; charset=utf-8"})
 
 
-@routes.get("/ui/")
 async def slash(request: web.Request) -> web.StreamResponse:
     """`/ui/`, as people type it: the page is `/ui` (its files are named relative to it)."""
-    raise web.HTTPPermanentRedirect("/ui")
+    raise web.HTTPPermanentRedirect(paths.UI)
 
 
-@routes.get("/ui/{asset}")
 async def asset(request: web.Request) -> web.StreamResponse:
     """A script, style sheet or icon of the dashboard."""
     name = request.match_info["asset"]
     if name not in ASSETS:
         raise web.HTTPNotFound()
+    if name == GENERATED:
+        return web.Response(body=PATHS_JS, headers={**HEADERS, "Content-Type": ASSETS[name]})
     return web.FileResponse(UI / name, headers={**HEADERS, "Content-Type": ASSETS[name]})
-
-
-def setup(app: web.Application) -> None:
-    """Serve the dashboard and the feed it follows; call before the seed's `/{family}` routes are added."""
-    app.add_routes(routes)
-    app.add_routes(events.feed)

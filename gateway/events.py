@@ -138,9 +138,6 @@ class EventHub:
 
 
 EVENTS = web.AppKey("events", EventHub)
-routes = web.RouteTableDef()
-# `GET /events`: registered by `dashboard.setup`, before the seed's `/{family}` routes.
-feed = web.RouteTableDef()
 
 
 def _state(model: Any, session: Any) -> dict[str, Any]:
@@ -193,7 +190,6 @@ class _Stream:
         await self.response.write(b": keep-alive\n\n")
 
 
-@routes.get("/models/{model_key}/events")
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the current status, then every status change, until the version finishes."""
     model_key = request.match_info["model_key"]
@@ -235,7 +231,6 @@ async def events(request: web.Request) -> web.StreamResponse:
         return await _finish(stream)
 
 
-@feed.get("/events")
 async def all_events(request: web.Request) -> web.StreamResponse:
     """Every model's status changes as server-sent events (`Accept: text/event-stream`), or the versions
     in flight now as JSON; `family` narrows both to one family."""
@@ -341,7 +336,6 @@ async def _close_streams(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
-    """Serve the event streams; call after the broker's cleanup context is registered."""
-    app.add_routes(routes)
+    """The hub the event streams read from; call after the broker's cleanup context is registered."""
     app.cleanup_ctx.append(_hub)
     app.on_shutdown.append(_close_streams)

@@ -28,16 +28,6 @@ log = logging.getLogger(__name__)
 # How long a scrape may spend asking the broker for queue depths.
 QUEUE_DEPTH_TIMEOUT = 1.0
 
-VERBS = {"PUT": "fit", "POST": "predict", "PATCH": "update", "GET": "status", "DELETE": "delete"}
-# The same verbs on ml-server's own routes.
-RESOURCE_VERBS = {
-    ("POST", "/families/{family}/models"): "fit",
-    ("POST", "/models/{model_key}/predict"): "predict",
-    ("POST", "/models/{model_key}/update"): "update",
-    ("GET", "/models/{model_key}"): "status",
-    ("DELETE", "/models/{model_key}"): "delete",
-}
-
 REQUESTS = Counter(
     "ml_server_gateway_requests",
     "HTTP requests answered, by model family, verb and status",
@@ -78,15 +68,12 @@ def observe_predict_batch(requests: int, rows: int) -> None:
 
 
 def labels(request: web.Request) -> tuple[str, str]:
-    """(family, verb) of a request: fit, predict, update, status, delete on the seed's `/{family}` and on
-    ml-server's own routes alike, `other` elsewhere."""
-    family = request.get("family") or "none"
-    route = request.match_info.route.resource
-    if route is None:
-        return family, "other"
-    if route.canonical == "/{family}":
-        return family, VERBS.get(request.method, "other")
-    return family, RESOURCE_VERBS.get((request.method, route.canonical), "other")
+    """(family, verb) of a request: its route's label in the route table (fit, predict, update, status,
+    delete on the seed's `/{family}` and on ml-server's own routes alike, `other` elsewhere)."""
+    from .state import ROUTES  # the app's state names the broker, which reports here
+
+    row = request.app[ROUTES].row(request)
+    return request.get("family") or "none", row.label if row is not None else "other"
 
 
 @web.middleware

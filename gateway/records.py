@@ -15,11 +15,13 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from contracts.errors import NotFound, NotTrained, TrainingFailed, Unavailable
+from contracts import lifecycle
 from contracts.families import BUILTIN, FamilyInfo
+from contracts.lifecycle import model_of, version_of
 from contracts.status import JobKind, Status
 from contracts.store import Artifact, Family as FamilyRow, Model, Payload, Tag, TrainingSession, model_row, retry_on_conflict, utcnow
 
-from .registry import MODEL, model_of, record, version_of
+from .registry import MODEL
 
 
 # Model keys whose family is remembered, at most.
@@ -80,21 +82,10 @@ class Records:
         async def attempt() -> tuple[TrainingSession, bool]:
             async with self.sessions.begin() as db:
                 model = await model_row(db, model_key, family, name)
-                latest = await self._latest(db, model.id)
-                if latest is not None and not retrain and latest.status is not Status.FAILED:
-                    return latest, False
-                session = TrainingSession(
-                    model_id=model.id,
-                    version=(latest.version + 1) if latest else 1,
-                    kind=JobKind.FIT,
-                    status=Status.QUEUED,
-                    params=params,
-                    attempts=0,
-                    actor=actor,
-                )
-                db.add(session)
-                await db.flush()
-                await record(db, model.id, session.version, "fit", actor, retrain=bool(latest))
+                newest = await lifecycle.latest(db, model.id)
+                if newest is not None and not retrain and newest.status is not Status.FAILED:
+                    return newest, False
+                session = await lifecycle.new_version(db, model, JobKind.FIT, params, actor, history={"retrain": bool(newest)})
                 return session, True
 
         return await retry_on_conflict(attempt)
@@ -102,7 +93,7 @@ class Records:
     async def submit_update(self, family: str, model_key: str, params: dict[str, Any], actor: str | None = None) -> TrainingSession:
         async def attempt() -> TrainingSession:
             async with self.sessions.begin() as db:
-                model = await self._model(db, family, model_key)
+                model = await model_of(db, model_key, family)
                 done = (
                     await db.execute(
                         select(func.count())
@@ -110,25 +101,12 @@ class Records:
                         .where(TrainingSession.model_id == model.id, TrainingSession.status == Status.DONE)
                     )
                 ).scalar_one()
-                latest = await self._latest(db, model.id)
                 if not done:
-                    if latest is not None and latest.status is Status.FAILED:
-                        raise TrainingFailed(f"model {model_key!r} failed to train: {latest.error}")
+                    newest = await lifecycle.latest(db, model.id)
+                    if newest is not None and newest.status is Status.FAILED:
+                        raise TrainingFailed(f"model {model_key!r} failed to train: {newest.error}")
                     raise NotTrained(f"model {model_key!r} has no trained version to update yet")
-                assert latest is not None
-                session = TrainingSession(
-                    model_id=model.id,
-                    version=latest.version + 1,
-                    kind=JobKind.UPDATE,
-                    status=Status.QUEUED,
-                    params=params,
-                    attempts=0,
-                    actor=actor,
-                )
-                db.add(session)
-                await db.flush()
-                await record(db, model.id, session.version, "update", actor)
-                return session
+                return await lifecycle.new_version(db, model, JobKind.UPDATE, params, actor)
 
         return await retry_on_conflict(attempt)
 
@@ -136,7 +114,7 @@ class Records:
         """The recorded input schema of the model's latest done version (None before schemas were recorded);
         NotFound for an unknown model, NotTrained / TrainingFailed when no version is done."""
         async with self.sessions() as db:
-            model = await self._model(db, family, model_key)
+            model = await model_of(db, model_key, family)
             meta = (
                 await db.execute(
                     select(Artifact.meta)
@@ -174,8 +152,8 @@ class Records:
 
     async def status(self, family: str, model_key: str) -> tuple[Model, TrainingSession]:
         async with self.sessions() as db:
-            model = await self._model(db, family, model_key)
-            latest = await self._latest(db, model.id)
+            model = await model_of(db, model_key, family)
+            latest = await lifecycle.latest(db, model.id)
             if latest is None:  # a model row is only ever created with its first session
                 raise NotFound(f"model {model_key!r} has no training sessions")
             return model, latest
@@ -186,7 +164,7 @@ class Records:
             model = await model_of(db, model_key)
             if version is not None:
                 return model, await version_of(db, model, version)
-            session = await self._latest(db, model.id)
+            session = await lifecycle.latest(db, model.id)
             if session is None:  # a model row is only ever created with its first session
                 raise NotFound(f"model {model_key!r} has no training sessions")
             return model, session
@@ -222,7 +200,7 @@ class Records:
 
     async def delete(self, family: str, model_key: str) -> int:
         async with self.sessions.begin() as db:
-            model = await self._model(db, family, model_key)
+            model = await model_of(db, model_key, family)
             n = (
                 await db.execute(
                     select(func.count()).select_from(TrainingSession).where(TrainingSession.model_id == model.id)
@@ -285,23 +263,3 @@ class Records:
                 )
                 arts = {r.session_id: r for r in rows}
         return model, int(total), [(t, arts.get(t.id)) for t in sessions]
-
-    @staticmethod
-    async def _model(db: Any, family: str, model_key: str) -> Model:
-        model = (
-            await db.execute(select(Model).where(Model.model_key == model_key, Model.family == family))
-        ).scalar_one_or_none()
-        if model is None:
-            raise NotFound(f"no {family} model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
-        return model
-
-    @staticmethod
-    async def _latest(db: Any, model_id: int) -> TrainingSession | None:
-        return (
-            await db.execute(
-                select(TrainingSession)
-                .where(TrainingSession.model_id == model_id)
-                .order_by(TrainingSession.version.desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()

@@ -18,34 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.errors import Conflict, InvalidInput, NotFound, NotTrained
 from contracts.status import Status
+from contracts.lifecycle import Action, model_of, record, version_of
 from contracts.store import Alias, HistoryEntry, Model, Tag, TrainingSession, retry_on_conflict, utcnow
 
 
 # The model's own tags are stored with version 0.
 MODEL = 0
-
-
-async def record(db: AsyncSession, model_id: int, version: int | None, action: str, actor: str | None, **detail: Any) -> None:
-    """One line of the model's history, in the caller's transaction."""
-    db.add(HistoryEntry(model_id=model_id, version=version, action=action, actor=actor, at=utcnow(), detail=detail))
-
-
-async def model_of(db: AsyncSession, model_key: str) -> Model:
-    """The model `model_key`; NotFound naming the key when there is none."""
-    model = (await db.execute(select(Model).where(Model.model_key == model_key))).scalar_one_or_none()
-    if model is None:
-        raise NotFound(f"no model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
-    return model
-
-
-async def version_of(db: AsyncSession, model: Model, version: int) -> TrainingSession:
-    """Version `version` of `model`; NotFound naming the version when it has none."""
-    session = (
-        await db.execute(select(TrainingSession).where(TrainingSession.model_id == model.id, TrainingSession.version == version))
-    ).scalar_one_or_none()
-    if session is None:
-        raise NotFound(f"model {model.model_key!r} has no version {version}", fields={"version": ["unknown"]})
-    return session
 
 
 class Registry:
@@ -75,7 +53,7 @@ class Registry:
                     db.add(Alias(model_id=model.id, name=alias, version=version, updated_at=utcnow(), updated_by=actor))
                 else:
                     row.version, row.updated_at, row.updated_by = version, utcnow(), actor
-                await record(db, model.id, version, "alias", actor, alias=alias, before=before)
+                await record(db, model.id, version, Action.ALIAS, actor, alias=alias, before=before)
                 return model, before
 
         return await retry_on_conflict(attempt)
@@ -94,7 +72,7 @@ class Registry:
                 )
             version = row.version
             await db.delete(row)
-            await record(db, model.id, version, "unalias", actor, alias=alias)
+            await record(db, model.id, version, Action.UNALIAS, actor, alias=alias)
             return model, version
 
     # ---- what a model is: description, tags, serving ----------------------------------------------
@@ -114,7 +92,7 @@ class Registry:
                             fields={"serving": [f"no alias {serving!r}"]},
                         )
                 if serving != model.serving:
-                    await record(db, model.id, None, "serving", actor, serving=serving, before=model.serving)
+                    await record(db, model.id, None, Action.SERVING, actor, serving=serving, before=model.serving)
                     model.serving = serving
             await self._describe(db, model, None, changes, actor)
             return model
@@ -134,13 +112,13 @@ class Registry:
             target: Any = session if session is not None else model
             if changes["description"] != target.description:
                 target.description = changes["description"]
-                await record(db, model.id, version, "describe", actor, description=changes["description"])
+                await record(db, model.id, version, Action.DESCRIBE, actor, description=changes["description"])
         if "tags" in changes:
             number = version if version is not None else MODEL
             tags = sorted(set(changes["tags"]))
             await db.execute(delete(Tag).where(Tag.model_id == model.id, Tag.version == number))
             db.add_all(Tag(model_id=model.id, version=number, name=t) for t in tags)
-            await record(db, model.id, version, "tag", actor, tags=tags)
+            await record(db, model.id, version, Action.TAG, actor, tags=tags)
 
     # ---- reading -------------------------------------------------------------------------------------
 

@@ -1,23 +1,6 @@
 """ml-server's own API: models and families as resources, with everything there is to know.
 
-    GET    /families                                   the families consumers serve
-    POST   /families/{family}/models                   fit: 202 {model_key, status, version} (200: exists)
-    POST   /families/{family}/models/import            a skops file or ONNX graph as a new model: 201
-    GET    /models                                     models with their latest version, filtered, paged
-    GET    /models/{model_key}                         one model and its latest version
-    DELETE /models/{model_key}                         the model and every version
-    POST   /models/{model_key}/predict                 predict (JSON `{x, orient, ...}` or Parquet)
-    POST   /models/{model_key}/update                  partial_fit: 202 {model_key, status, version}
-    GET    /models/{model_key}/versions                every version, newest first, with its metadata
-    GET    /models/{model_key}/versions/{version}      one version
-    GET    /models/{model_key}/events                  status changes as server-sent events (events.py)
-    PUT    /models/{model_key}/aliases/{alias}         point an alias at a done version {"version": N}
-    DELETE /models/{model_key}/aliases/{alias}         remove an alias
-    PATCH  /models/{model_key}                         description, tags, the alias predicts use by default
-    PATCH  /models/{model_key}/versions/{version}      a version's description, tags
-    GET    /models/{model_key}/history                 who did what, and when
-    POST   /models/{model_key}/import                  a model file as the model's next version: 201
-
+Which handler serves which path, with which scope, is the route table's to say (`table.py`).
 Statuses are the lower-case `Status`; bodies and errors as on the seed's
 routes. The project's own clients use these.
 """
@@ -63,8 +46,6 @@ from contracts.schemas import (
 from . import requests, service
 from .routes import family_of
 from .state import RECORDS, REGISTRY
-
-resources = web.RouteTableDef()
 
 _TRAIN = TrainResponse()
 _MODEL = ModelResponse()
@@ -135,14 +116,12 @@ async def _family_of_model(request: web.Request, key: str) -> FamilyInfo:
 # ---- families and fits -----------------------------------------------------------------------------
 
 
-@resources.get("/families")
 async def families(request: web.Request) -> web.Response:
     """The families consumers have registered, with their parameters and methods."""
     infos = await request.app[RECORDS].families(refresh=True)
     return service.respond(FamiliesResponse().dump({"families": [f.as_dict() for f in infos.values()]}))
 
 
-@resources.post("/families/{family}/models")
 async def fit(request: web.Request) -> web.Response:
     """Train: 202 with the queued version, or 200 with the latest one when the model exists and no retrain."""
     family = await family_of(request)
@@ -152,7 +131,6 @@ async def fit(request: web.Request) -> web.Response:
     return service.respond(body, status=202 if created else 200)
 
 
-@resources.post("/families/{family}/models/import")
 async def import_new(request: web.Request) -> web.Response:
     """A model trained elsewhere (the body: a skops file, or an ONNX graph for the `onnx` family) as a new
     model: 201 with its done version 1; 200 when the same file was imported before."""
@@ -171,7 +149,6 @@ async def _import(request: web.Request, family: FamilyInfo, key: str | None) -> 
 # ---- models ----------------------------------------------------------------------------------------
 
 
-@resources.get("/models")
 async def list_models(request: web.Request) -> web.Response:
     """Models with their latest version, newest first; filters `family`, `name`, `status`; `limit`/`offset` pages."""
     q = requests.load(ModelsQuery(), dict(request.query))
@@ -182,7 +159,6 @@ async def list_models(request: web.Request) -> web.Response:
     return service.respond(ModelsResponse().dump(body))
 
 
-@resources.get("/models/{model_key}")
 async def get_model(request: web.Request) -> web.Response:
     """One model and its latest version (status, error, timings, metadata)."""
     model, session, artifact = await request.app[RECORDS].version(_key(request), None)
@@ -191,7 +167,6 @@ async def get_model(request: web.Request) -> web.Response:
     return service.respond(_MODEL.dump(model_body(model, session, registry, artifact)))
 
 
-@resources.delete("/models/{model_key}")
 async def delete_model(request: web.Request) -> web.Response:
     """Delete the model, all its versions and artifacts."""
     key = _key(request)
@@ -200,7 +175,6 @@ async def delete_model(request: web.Request) -> web.Response:
     return service.respond(DeleteResponse().dump({"model_key": key, "deleted": n}))
 
 
-@resources.post("/models/{model_key}/predict")
 async def predict(request: web.Request) -> web.Response:
     """Predict with the model's latest done version (or `version`): JSON `{x, orient, as_array?, kwargs?,
     version?}` or a Parquet body with those in the query string."""
@@ -210,7 +184,6 @@ async def predict(request: web.Request) -> web.Response:
     return await service.predict(request.app, family.name, req)
 
 
-@resources.post("/models/{model_key}/update")
 async def update(request: web.Request) -> web.Response:
     """`partial_fit` on the latest done version: 202 with the new version."""
     key = _key(request)
@@ -220,7 +193,6 @@ async def update(request: web.Request) -> web.Response:
     return service.respond(_TRAIN.dump({"model_key": key, "status": session.status, "version": session.version}), status=202)
 
 
-@resources.post("/models/{model_key}/import")
 async def import_version(request: web.Request) -> web.Response:
     """A model file as the next version of this model (same family): 201 with the version."""
     key = _key(request)
@@ -228,7 +200,6 @@ async def import_version(request: web.Request) -> web.Response:
     return await _import(request, family, key)
 
 
-@resources.get("/models/{model_key}/versions")
 async def list_versions(request: web.Request) -> web.Response:
     """Every version of one model with its metadata (features, dtypes, score, package versions, params)."""
     q = requests.load(VersionsQuery(), dict(request.query))
@@ -246,7 +217,6 @@ async def list_versions(request: web.Request) -> web.Response:
     return service.respond(VersionsResponse().dump(body))
 
 
-@resources.get("/models/{model_key}/versions/{version}")
 async def get_version(request: web.Request) -> web.Response:
     """One version of a model, with its metadata."""
     model, session, artifact = await request.app[RECORDS].version(_key(request), _version(request))
@@ -267,7 +237,6 @@ def _version(request: web.Request) -> int:
 # ---- the registry: aliases, serving, tags, descriptions, history ------------------------------------
 
 
-@resources.put("/models/{model_key}/aliases/{alias}")
 async def set_alias(request: web.Request) -> web.Response:
     """Point an alias at a done version (`{"version": N}`); moving it back is a rollback."""
     key, alias = _key(request), _alias(request)
@@ -278,7 +247,6 @@ async def set_alias(request: web.Request) -> web.Response:
     return service.respond(AliasResponse().dump({"model_key": key, "alias": alias, "version": version}))
 
 
-@resources.delete("/models/{model_key}/aliases/{alias}")
 async def remove_alias(request: web.Request) -> web.Response:
     """Remove an alias (not the one the model serves: change `serving` first)."""
     key, alias = _key(request), _alias(request)
@@ -288,7 +256,6 @@ async def remove_alias(request: web.Request) -> web.Response:
     return service.respond(AliasResponse().dump({"model_key": key, "alias": alias, "version": None}))
 
 
-@resources.patch("/models/{model_key}")
 async def patch_model(request: web.Request) -> web.StreamResponse:
     """Change a model's `description`, `tags` or `serving` alias (null: predicts get the latest done version)."""
     key = _key(request)
@@ -301,7 +268,6 @@ async def patch_model(request: web.Request) -> web.StreamResponse:
     return await get_model(request)
 
 
-@resources.patch("/models/{model_key}/versions/{version}")
 async def patch_version(request: web.Request) -> web.StreamResponse:
     """Change a version's `description` or `tags`."""
     key, number = _key(request), _version(request)
@@ -310,7 +276,6 @@ async def patch_version(request: web.Request) -> web.StreamResponse:
     return await get_version(request)
 
 
-@resources.get("/models/{model_key}/history")
 async def history(request: web.Request) -> web.Response:
     """Who did what to the model and its versions, and when, newest first (`version` narrows it to one version)."""
     key = _key(request)

@@ -22,8 +22,6 @@ from contracts.schemas import FAMILY_NAME, FitParams, FitRequest, KeyParams, Upd
 from . import requests, service
 from .state import RECORDS
 
-routes = web.RouteTableDef()
-
 _TRAIN = SeedTrainResponse()
 _STATUS = SeedStatusResponse()
 _DELETE = SeedDeleteResponse()
@@ -48,7 +46,6 @@ async def key_params(request: web.Request, what: str) -> dict[str, str]:
     return requests.query(KeyParams, request)
 
 
-@routes.put("/{family}")
 async def fit(request: web.Request) -> web.Response:
     """sklearn `fit`: `200 {status, model_key}`: the new version queued, or the model as it is when it
     exists and no `retrain` was asked for."""
@@ -58,14 +55,12 @@ async def fit(request: web.Request) -> web.Response:
     return service.respond(_TRAIN.dump({"status": session.status.seed, "model_key": key}))
 
 
-@routes.post("/{family}")
 async def predict(request: web.Request) -> web.Response:
     """sklearn `predict` (or another method through `kwargs.method`): `{data, orient}`, or Parquet."""
     family = await family_of(request)
     return await service.predict(request.app, family.name, await requests.predicting(request))
 
 
-@routes.patch("/{family}")
 async def update(request: web.Request) -> web.Response:
     """`partial_fit` on the latest version, queued as a new version: `200 {status, model_key}`."""
     family = await family_of(request)
@@ -75,7 +70,6 @@ async def update(request: web.Request) -> web.Response:
     return service.respond(_TRAIN.dump({"status": session.status.seed, "model_key": key}))
 
 
-@routes.get("/{family}")
 async def status(request: web.Request) -> web.Response:
     """`200 {status}` of the model's latest training session."""
     family = await family_of(request)
@@ -84,7 +78,6 @@ async def status(request: web.Request) -> web.Response:
     return service.respond(_STATUS.dump({"status": session.status.seed}))
 
 
-@routes.delete("/{family}")
 async def remove(request: web.Request) -> web.Response:
     """Delete the model, all its versions and artifacts: `200 {}`."""
     family = await family_of(request)
@@ -93,4 +86,4 @@ async def remove(request: web.Request) -> web.Response:
     return service.respond(_DELETE.dump({}))
 
 
-__all__ = ["routes"]
+__all__ = ["fit", "predict", "remove", "status", "update"]

@@ -9,6 +9,7 @@ from contracts.settings import Settings
 from .batching import Coalescer
 from .records import Records
 from .registry import Registry
+from .routing import Table
 from .rpc import Broker
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -16,3 +17,4 @@ RECORDS = web.AppKey("records", Records)
 REGISTRY = web.AppKey("registry", Registry)
 BROKER = web.AppKey("broker", Broker)
 COALESCER = web.AppKey("coalescer", Coalescer)
+ROUTES = web.AppKey("routes", Table)

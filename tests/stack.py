@@ -69,16 +69,9 @@ def purge_namespace(namespace: str, families: Iterable[str], broker_url: str = B
     """Delete what a test namespace declared on the broker: its families' queues and its exchanges.
 
     (Reply and event queues are exclusive: they went with their connections.)"""
-    t = Topology(namespace)
-    queues = [q for f in families for q in (t.train_queue(f), t.predict_queue(f), t.dead_queue(f))]
-
     async def purge() -> None:
         async with await aio_pika.connect(broker_url) as connection:
-            channel = await connection.channel()
-            for q in queues:
-                await channel.queue_delete(q)
-            for x in (t.jobs_exchange, t.events_exchange, t.dead_exchange):
-                await channel.exchange_delete(x)
+            await amqp.delete_namespace(connection, Topology(namespace), families)
 
     asyncio.run(purge())
 

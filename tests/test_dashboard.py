@@ -34,6 +34,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from benchmarks.dashboard import CHROMEDRIVER, CHROMIUM, browser as start_browser, populate, screen
+from gateway import dashboard
 from gateway.auth import new_token
 
 from .conftest import IN_CI, new_database
@@ -186,7 +187,7 @@ def test_page_and_its_files_come_from_the_gateway_alone(stack: Stack) -> None:
     assert "default-src 'none'" in policy and "script-src 'self'" in policy and "connect-src 'self'" in policy
     referenced = set(re.findall(r'(?:href|src)="ui/([^"]+)"', page.text))
     assert referenced >= {"style.css", "app.js", "icon.svg"}
-    modules = {p.name for p in (ROOT / "gateway" / "ui").glob("*.js")}
+    modules = {p.name for p in (ROOT / "gateway" / "ui").glob("*.js")} | {dashboard.GENERATED}  # paths.js: made from contracts.paths
     assert modules <= referenced, "every module is preloaded by the page"
     for name in sorted(referenced | modules):
         asset = requests.get(f"{stack.url}/ui/{name}", timeout=10)

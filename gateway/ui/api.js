@@ -1,5 +1,7 @@
 // The gateway's JSON API as the page uses it: the bearer token, errors as ApiError, and the feed of events.
 
+import { PATHS } from "./paths.js";
+
 const TOKEN_KEY = "ml-server.token";
 
 /** The bearer token, kept for this browser tab only. */
@@ -93,21 +95,19 @@ export async function api(path, options = {}) {
   return text ? JSON.parse(text) : null;
 }
 
-/** A text answer (`/metrics`). */
+/** A text answer (the metrics). */
 export async function apiText(path, options = {}) {
   return (await send(path, { accept: "text/plain", ...options })).text();
 }
 
 /** `GET /readyz`: its JSON also when it answers 503 (not ready, and it says why). */
 export async function readiness() {
-  const response = await fetch(url("/readyz"), { headers: headers(), cache: "no-store" }).catch((e) => {
+  const response = await fetch(url(PATHS.READYZ), { headers: headers(), cache: "no-store" }).catch((e) => {
     throw new ApiError(0, "unreachable", `The gateway did not answer (${e.message}).`);
   });
   if (response.status === 200 || response.status === 503) return response.json();
   throw await failure(response);
 }
-
-export const path = (...parts) => "/" + parts.map((p) => encodeURIComponent(String(p))).join("/");
 
 /**
  * The feed of every model's status changes (`GET /events` as server-sent events), read with fetch() so the
@@ -171,7 +171,7 @@ export class Feed {
       let wait = this.retry;
       try {
         this.onState("connecting");
-        const response = await send("/events", { accept: "text/event-stream", signal: this.controller.signal });
+        const response = await send(PATHS.FEED, { accept: "text/event-stream", signal: this.controller.signal });
         if (generation !== this.generation) break;
         this.onState("live");
         wait = this.retry = 1000;

@@ -1,6 +1,7 @@
 // A model: its versions and their chart, the input schema, aliases (promote, roll back, serve), history, delete.
 
-import { api, path } from "./api.js";
+import { api } from "./api.js";
+import { PATHS, fill } from "./paths.js";
 import { versionChart } from "./chart.js";
 import { aliasChips, badge, chips, clear, count, duration, h, number, time, title, trainingSeconds, when } from "./dom.js";
 
@@ -8,9 +9,9 @@ const ALIAS = "^[a-z][a-z0-9_.\\-]{0,63}$";
 
 async function fetchModel(key, signal) {
   const [model, versions, history] = await Promise.all([
-    api(path("models", key), { signal }),
-    api(path("models", key, "versions"), { query: { limit: 1000 }, signal }),
-    api(path("models", key, "history"), { signal }),
+    api(fill(PATHS.MODEL, { model_key: key }), { signal }),
+    api(fill(PATHS.MODEL_VERSIONS, { model_key: key }), { query: { limit: 1000 }, signal }),
+    api(fill(PATHS.MODEL_HISTORY, { model_key: key }), { signal }),
   ]);
   return { model, versions: versions.versions, totalVersions: versions.total, history: history.history };
 }
@@ -95,8 +96,8 @@ export async function modelView(root, { params, feed, notify, report, confirm })
     if (!values) return;
     const alias = values.alias.trim();
     await act(async () => {
-      await api(path("models", key, "aliases", alias), { method: "PUT", body: { version } });
-      if (values.serve && data.model.serving !== alias) await api(path("models", key), { method: "PATCH", body: { serving: alias } });
+      await api(fill(PATHS.MODEL_ALIAS, { model_key: key, alias }), { method: "PUT", body: { version } });
+      if (values.serve && data.model.serving !== alias) await api(fill(PATHS.MODEL, { model_key: key }), { method: "PATCH", body: { serving: alias } });
     }, `${alias} → v${version}`);
   }
 
@@ -109,7 +110,7 @@ export async function modelView(root, { params, feed, notify, report, confirm })
         data.model.serving === alias ? `Predicts that name no version get version ${before} again.` : ""),
     });
     if (!ok) return;
-    await act(() => api(path("models", key, "aliases", alias), { method: "PUT", body: { version: before } }), `${alias} rolled back to v${before}`);
+    await act(() => api(fill(PATHS.MODEL_ALIAS, { model_key: key, alias }), { method: "PUT", body: { version: before } }), `${alias} rolled back to v${before}`);
   }
 
   async function serve(alias) {
@@ -121,7 +122,7 @@ export async function modelView(root, { params, feed, notify, report, confirm })
         : "Predicts that name no version or alias will get the latest done version."),
     });
     if (!ok) return;
-    await act(() => api(path("models", key), { method: "PATCH", body: { serving: alias } }),
+    await act(() => api(fill(PATHS.MODEL, { model_key: key }), { method: "PATCH", body: { serving: alias } }),
       alias ? `Predicts now use ${alias}` : "Predicts now use the latest done version");
   }
 
@@ -135,7 +136,7 @@ export async function modelView(root, { params, feed, notify, report, confirm })
     if (!ok) return;
     gone = true;
     try {
-      await api(path("models", key), { method: "DELETE" });
+      await api(fill(PATHS.MODEL, { model_key: key }), { method: "DELETE" });
       notify(`Deleted ${title(data.model)}`, "ok");
       window.location.hash = "#/models";
     } catch (e) {

@@ -1,6 +1,7 @@
 // Models: the list, paged and filtered by the gateway, following the feed as fits are queued, run and end.
 
-import { ApiError, api, path } from "./api.js";
+import { ApiError, api } from "./api.js";
+import { PATHS, fill } from "./paths.js";
 import { aliasChips, badge, chips, clear, count, errorBox, h, lastChange, time, title } from "./dom.js";
 
 const SIZES = [25, 50, 100];
@@ -43,10 +44,10 @@ function hashOf(f) {
 /** One page of models as the filters ask; a search is a name, or a model key. */
 async function fetchPage(f, signal) {
   const query = { family: f.family, status: f.status, tag: f.tag, limit: f.size, offset: (f.page - 1) * f.size };
-  if (!f.q) return api("/models", { query, signal });
-  const byName = api("/models", { query: { ...query, name: f.q }, signal });
+  if (!f.q) return api(PATHS.MODELS, { query, signal });
+  const byName = api(PATHS.MODELS, { query: { ...query, name: f.q }, signal });
   const byKey = KEY.test(f.q) && f.page === 1
-    ? api(path("models", f.q), { signal }).catch((e) => {
+    ? api(fill(PATHS.MODEL, { model_key: f.q }), { signal }).catch((e) => {
         if (e instanceof ApiError && e.status === 404) return null;
         throw e;
       })
@@ -260,7 +261,7 @@ export async function modelsView(root, { query, feed, report }) {
 
   syncForm();
   const unsubscribe = feed.subscribe(onEvent);
-  api("/families")
+  api(PATHS.FAMILIES)
     .then(({ families }) => {
       const names = families.map((x) => x.name).filter((n) => n !== f.family);
       familySelect.append(...names.map((n) => h("option", { value: n }, n)));

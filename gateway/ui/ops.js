@@ -2,6 +2,7 @@
 // read from what the gateway's /metrics and /readyz say, every few seconds.
 
 import { apiText, api, readiness } from "./api.js";
+import { PATHS } from "./paths.js";
 import { sparkline } from "./chart.js";
 import { clear, count, duration, errorBox, h, number } from "./dom.js";
 
@@ -120,9 +121,9 @@ export async function opsView(root) {
     if (stopped) return;
     try {
       const [text, ready, families] = await Promise.all([
-        apiText("/metrics"),
+        apiText(PATHS.METRICS),
         readiness().catch((e) => ({ status: "unknown", broker: "unknown", store: "unknown", error: e })),
-        api("/families").catch(() => ({ families: [] })),
+        api(PATHS.FAMILIES).catch(() => ({ families: [] })),
       ]);
       if (stopped) return;
       render(parseMetrics(text), ready, families.families);

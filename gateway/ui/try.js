@@ -1,7 +1,8 @@
 // Try it: rows typed into a form built from the model's input schema, or pasted as CSV, and the prediction
 // (with the probabilities where the family has them), asked of POST /models/{key}/predict.
 
-import { api, path } from "./api.js";
+import { api } from "./api.js";
+import { PATHS, fill } from "./paths.js";
 import { clear, errorBox, h, number, title } from "./dom.js";
 
 const MAX_SELECT = 50;
@@ -100,9 +101,9 @@ function split(answer) {
 export async function tryView(root, { params, report }) {
   const [key] = params;
   const [model, versions, families] = await Promise.all([
-    api(path("models", key)),
-    api(path("models", key, "versions"), { query: { status: "done", limit: 1000 } }),
-    api("/families").catch((e) => {
+    api(fill(PATHS.MODEL, { model_key: key })),
+    api(fill(PATHS.MODEL_VERSIONS, { model_key: key }), { query: { status: "done", limit: 1000 } }),
+    api(PATHS.FAMILIES).catch((e) => {
       report(e);
       return { families: [] };
     }),
@@ -233,8 +234,8 @@ export async function tryView(root, { params, report }) {
     submit.disabled = true;
     clear(result).append(h("p", { class: "loading" }, "Predicting"));
     try {
-      const calls = [api(path("models", key, "predict"), { method: "POST", body })];
-      if (probabilities) calls.push(api(path("models", key, "predict"), { method: "POST", body: { ...body, kwargs: { method: "predict_proba" } } }));
+      const calls = [api(fill(PATHS.MODEL_PREDICT, { model_key: key }), { method: "POST", body })];
+      if (probabilities) calls.push(api(fill(PATHS.MODEL_PREDICT, { model_key: key }), { method: "POST", body: { ...body, kwargs: { method: "predict_proba" } } }));
       const [answer, proba] = await Promise.all(calls);
       showResult(data, split(answer), proba ? split(proba) : null);
     } catch (e) {

@@ -1,0 +1,62 @@
+"""Every HTTP path the gateway serves, spelled once.
+
+The gateway's route table, auth scopes, metrics labels and OpenAPI document,
+the Python client and the dashboard (through the generated `/ui/paths.js`)
+all take their paths from here. `fill` puts values into a path's
+`{placeholders}`, quoted for a URL.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+# operations
+HEALTHZ = "/healthz"
+READYZ = "/readyz"
+METRICS = "/metrics"
+OPENAPI = "/openapi.json"
+DOCS = "/docs"
+DOCS_ASSET = "/docs/{asset}"
+UI = "/ui"
+UI_SLASH = "/ui/"
+UI_ASSET = "/ui/{asset}"
+FEED = "/events"
+
+# ml-server's own resources
+FAMILIES = "/families"
+FAMILY_MODELS = "/families/{family}/models"
+FAMILY_IMPORT = "/families/{family}/models/import"
+MODELS = "/models"
+MODEL = "/models/{model_key}"
+MODEL_PREDICT = "/models/{model_key}/predict"
+MODEL_UPDATE = "/models/{model_key}/update"
+MODEL_IMPORT = "/models/{model_key}/import"
+MODEL_VERSIONS = "/models/{model_key}/versions"
+MODEL_VERSION = "/models/{model_key}/versions/{version}"
+MODEL_EVENTS = "/models/{model_key}/events"
+MODEL_HISTORY = "/models/{model_key}/history"
+MODEL_ALIAS = "/models/{model_key}/aliases/{alias}"
+
+# the seed's contract: five verbs on one path per family (registered last: it matches any one-segment path)
+SEED = "/{family}"
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def placeholders(path: str) -> list[str]:
+    """The names of a path's `{placeholders}`, in order."""
+    return _PLACEHOLDER.findall(path)
+
+
+def fill(path: str, **values: object) -> str:
+    """The path with each `{name}` replaced by its value, quoted for a URL (`/` included)."""
+    missing = set(placeholders(path)) - set(values)
+    if missing:
+        raise KeyError(f"{path} needs {sorted(missing)}")
+    return _PLACEHOLDER.sub(lambda m: quote(str(values[m.group(1)]), safe=""), path)
+
+
+def constants() -> dict[str, str]:
+    """Every path by its constant's name (what the dashboard's generated module exports)."""
+    return {k: v for k, v in globals().items() if k.isupper() and isinstance(v, str) and v.startswith("/")}
