@@ -42,6 +42,17 @@ def cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def broker_pid() -> int | None:
+    """The local RabbitMQ node's Erlang VM (beam.smp), when it runs on this machine."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() == "beam.smp":
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
 class Database:
     """A PostgreSQL database of this run's own, so its counters count only this run."""
 
@@ -111,13 +122,14 @@ def start(procs: Processes, workdir: Path, namespace: str, database: str) -> tup
     return url, {"gateway": gateway.pid, "consumer": consumer.pid}
 
 
-async def _predicts(url: str, model_key: str, rows: int, total: int, clients: int) -> float:
+async def _predicts(url: str, keys: list[str], rows: int, total: int, clients: int) -> float:
+    """`total` predicts from `clients` concurrent clients; client i asks model keys[i % len(keys)]."""
     import aiohttp
 
     body = parquet_body(rows)
     left = total
 
-    async def client(session: aiohttp.ClientSession) -> None:
+    async def client(session: aiohttp.ClientSession, model_key: str) -> None:
         nonlocal left
         while left > 0:
             left -= 1
@@ -130,23 +142,27 @@ async def _predicts(url: str, model_key: str, rows: int, total: int, clients: in
 
     t = time.perf_counter()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
-        await asyncio.gather(*(client(session) for _ in range(clients)))
+        await asyncio.gather(*(client(session, keys[i % len(keys)]) for i in range(clients)))
     return time.perf_counter() - t
 
 
-def predicts(url: str, pids: dict[str, int], model_key: str, rows: int, total: int, clients: int) -> dict[str, Any]:
-    asyncio.run(_predicts(url, model_key, rows, min(total, 200), clients))  # warm-up: model cached, connections open
+def predicts(url: str, pids: dict[str, int], keys: list[str], rows: int, total: int, clients: int) -> dict[str, Any]:
+    """CPU per request of the gateway, the consumer and (an upper bound: other clients share it) the broker."""
+    asyncio.run(_predicts(url, keys, rows, min(total, 200), clients))  # warm-up: model cached, connections open
+    beam = broker_pid()
+    if beam:
+        pids = {**pids, "broker": beam}
     before, counters = {k: cpu(p) for k, p in pids.items()}, batch_counters(url)
-    wall = asyncio.run(_predicts(url, model_key, rows, total, clients))
+    wall = asyncio.run(_predicts(url, keys, rows, total, clients))
     after, counters_after = {k: cpu(p) for k, p in pids.items()}, batch_counters(url)
-    out: dict[str, Any] = {"rows": rows, "clients": clients, "requests": total, "wall_req_s": total / wall}
+    out: dict[str, Any] = {"rows": rows, "clients": clients, "models": len(keys), "requests": total, "wall_req_s": total / wall}
     for k in pids:
         out[f"{k}_cpu_ms_per_req"] = (after[k] - before[k]) / total * 1000
     out.update(per_message(counters, counters_after))
     return out
 
 
-def fits(url: str, db: Database, count: int, rows: int) -> dict[str, Any]:
+def fits(url: str, db: Database, count: int, rows: int) -> tuple[dict[str, Any], list[str]]:
     """Fits/s and the store's work per fit. PostgreSQL counts read-only transactions as commits too, so the commits
     of the status reads that wait for the fits are measured apart (the same reads, with no fit) and taken off."""
     import requests
@@ -180,8 +196,9 @@ def fits(url: str, db: Database, count: int, rows: int) -> dict[str, Any]:
         read_commits = (db.counters()["commits"] - after["commits"]) / reads
     delta = {k: (after[k] - before[k]) / count for k in before}
     delta["commits"] -= fit_reads * read_commits / count
-    return {"fits": count, "rows": rows, "body_bytes": len(body), "fits_per_s": count / wall, "status_reads": fit_reads,
-            "commits_per_status_read": read_commits, **{f"{k}_per_fit": v for k, v in delta.items()}}  # fmt: skip
+    figures = {"fits": count, "rows": rows, "body_bytes": len(body), "fits_per_s": count / wall, "status_reads": fit_reads,
+               "commits_per_status_read": read_commits, **{f"{k}_per_fit": v for k, v in delta.items()}}  # fmt: skip
+    return figures, [key for key, _ in submitted]
 
 
 async def _queue(kind: str, seconds: float, size: int) -> dict[str, Any]:
@@ -202,6 +219,8 @@ async def _queue(kind: str, seconds: float, size: int) -> dict[str, Any]:
 
         tag = await queue.consume(on)
         body = os.urandom(size)
+        beam = broker_pid()
+        beam_before = cpu(beam) if beam else None
         sent = 0
         end = time.perf_counter() + seconds
         t = time.perf_counter()
@@ -213,9 +232,11 @@ async def _queue(kind: str, seconds: float, size: int) -> dict[str, Any]:
             sent += 64
         await asyncio.wait_for(_drained(lambda: received >= sent), 30)
         wall = time.perf_counter() - t
+        # The broker's CPU per message: an upper bound, when other clients use the same broker meanwhile.
+        beam_ms = (cpu(beam) - beam_before) / sent * 1000 if beam and beam_before is not None else None
         await queue.cancel(tag)
         await pub.queue_delete(name)
-    return {"queue": kind, "body_bytes": size, "messages": sent, "msgs_per_s": sent / wall}
+    return {"queue": kind, "body_bytes": size, "messages": sent, "msgs_per_s": sent / wall, "broker_cpu_ms_per_msg": beam_ms}
 
 
 async def _drained(done: Any) -> None:
@@ -263,20 +284,21 @@ def _machine() -> str:
 
 def markdown(r: dict[str, Any]) -> str:
     lines = [f"Run {r['when']} on {r['machine']}; load average at start {r['load_start']}, at end {r['load_end']}.", ""]
-    lines += ["| predict | clients | rows | req/msg | gateway CPU ms/req | consumer CPU ms/req | wall req/s (shared machine) |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines += ["| predict | clients | models | rows | req/msg | gateway CPU ms/req | consumer CPU ms/req | broker CPU ms/req (upper bound) | wall req/s (shared machine) |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for p in r["predicts"]:
         lines.append(
-            f"| REST Parquet | {p['clients']} | {p['rows']} | {p['req_per_msg'] or 0:.2f} | {p['gateway_cpu_ms_per_req']:.3f} | "
-            f"{p['consumer_cpu_ms_per_req']:.3f} | {p['wall_req_s']:,.0f} |"
+            f"| REST Parquet | {p['clients']} | {p['models']} | {p['rows']} | {p['req_per_msg'] or 0:.2f} | {p['gateway_cpu_ms_per_req']:.3f} | "
+            f"{p['consumer_cpu_ms_per_req']:.3f} | {p.get('broker_cpu_ms_per_req', float('nan')):.3f} | {p['wall_req_s']:,.0f} |"
         )
     f = r["fits"]
     lines += ["", "| fits | rows × features | fits/s (one fit process) | write commits/fit | rows inserted/fit | rows updated/fit | store bytes/fit |",
               "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
               f"| {f['fits']} | {f['rows']:,} × 10 | {f['fits_per_s']:.2f} | {f['commits_per_fit']:.1f} | {f['inserted_per_fit']:.1f} | "
               f"{f['updated_per_fit']:.1f} | {f['bytes_per_fit']:,.0f} |"]  # fmt: skip
-    lines += ["", "| queue | body bytes | persistent messages/s (confirmed, acked; one connection) |", "| --- | ---: | ---: |"]
-    lines += [f"| {q['queue']} | {q['body_bytes']} | {q['msgs_per_s']:,.0f} |" for q in r["broker"]]
+    lines += ["", "| queue | body bytes | persistent messages/s (confirmed, acked; one connection) | broker CPU ms/msg (upper bound) |",
+              "| --- | ---: | ---: | ---: |"]  # fmt: skip
+    lines += [f"| {q['queue']} | {q['body_bytes']} | {q['msgs_per_s']:,.0f} | {q['broker_cpu_ms_per_msg'] or float('nan'):.3f} |" for q in r["broker"]]
     lines += ["", "| model | artifact bytes | load ms (median of 5) |", "| --- | ---: | ---: |"]
     lines += [f"| {m['model']} | {m['artifact_bytes']:,} | {m['load_ms']:.1f} |" for m in r["loads"]]
     return "\n".join(lines)
@@ -299,12 +321,14 @@ def main(argv: list[str] | None = None) -> int:
             r = requests.post(fit_url(url), params={"name": "served"}, data=fit_body(1000), headers={"Content-Type": PARQUET}, timeout=60)
             key, version = accepted(r.status_code, r.json())
             wait_for(lambda: finished(requests.get(model_url(url, key), timeout=10).json(), version), 120, "the model")
+            results["fits"], models = fits(url, db, args.fits, 10_000)
             results["predicts"] = [
-                predicts(url, pids, key, 1, args.predicts, 32),
-                predicts(url, pids, key, 1000, args.predicts // 5, 32),
-                predicts(url, pids, key, 1, args.predicts // 5, 1),
+                predicts(url, pids, [key], 1, args.predicts, 32),
+                predicts(url, pids, [key], 1000, args.predicts // 5, 32),
+                predicts(url, pids, [key], 1, args.predicts // 5, 1),
+                # One model per client: nothing to coalesce, as when traffic is spread over many models.
+                predicts(url, pids, models, 1, args.predicts, len(models)),
             ]
-            results["fits"] = fits(url, db, args.fits, 10_000)
         finally:
             procs.stop()
             purge_namespace(namespace)
