@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    delete,
+    func,
     select,
     JSON,
     BigInteger,
@@ -43,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from .errors import NotFound
 from .status import JobKind, Status
 
 T = TypeVar("T")
@@ -259,3 +262,16 @@ async def model_row(db: AsyncSession, model_key: str, family: str, name: str | N
         db.add(model)
         await db.flush()
     return model
+
+
+async def delete_model(db: AsyncSession, family: str, model_key: str) -> int:
+    """Delete a model of `family` with every version, artifact, alias and tag (in the caller's
+    transaction); how many versions it had. NotFound naming `model_key` when there is no such model.
+
+    The one delete of the store: the gateway's REST routes and a consumer's AMQP delete both come here."""
+    model = (await db.execute(select(Model).where(Model.model_key == model_key, Model.family == family))).scalar_one_or_none()
+    if model is None:
+        raise NotFound(f"no {family} model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
+    n = (await db.execute(select(func.count()).select_from(TrainingSession).where(TrainingSession.model_id == model.id))).scalar_one()
+    await db.execute(delete(Model).where(Model.id == model.id))
+    return int(n)

@@ -18,7 +18,7 @@ from contracts.responses import HealthResponse, ReadyResponse
 from contracts.settings import Settings
 from contracts.store import make_engine
 
-from . import auth, dashboard, events, metrics, openapi
+from . import asyncapi, auth, dashboard, events, metrics, openapi
 from .batching import Coalescer
 from .records import Records
 from .resources import resources
@@ -117,6 +117,7 @@ def make_app(settings: Settings) -> web.Application:
     frames.set_max_columns(settings.max_columns)
     app.add_routes(ops)
     app.add_routes(openapi.routes)
+    app.add_routes(asyncapi.routes)
     app.add_routes(resources)  # before `/{family}`: `/models` and `/families` are not families
     dashboard.setup(app)  # GET /ui and GET /events, before `/{family}` too
     app.add_routes(routes)

@@ -19,9 +19,9 @@ from aiohttp import web
 from contracts.errors import Forbidden, Unauthorized
 from contracts.settings import Settings
 
-# Reachable without a token: liveness and readiness probes, the API document and its docs page, the
+# Reachable without a token: liveness and readiness probes, the API documents and their docs page, the
 # dashboard's files (they hold no data: the page asks the API for it with the token typed into it).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/ui"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/asyncapi.json", "/docs", "/ui"})
 OPEN_PREFIXES = ("/docs/", "/ui/")
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 # POSTs that change things (the others, predicts, only read).

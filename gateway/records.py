@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from contracts.errors import NotFound, NotTrained, TrainingFailed, Unavailable
 from contracts.families import BUILTIN, FamilyInfo
 from contracts.status import JobKind, Status
-from contracts.store import Artifact, Family as FamilyRow, Model, Payload, Tag, TrainingSession, model_row, retry_on_conflict, utcnow
+from contracts.store import Artifact, Family as FamilyRow, Model, Payload, Tag, TrainingSession, delete_model, model_row, retry_on_conflict, utcnow
 
 from .registry import MODEL, model_of, record, version_of
 
@@ -222,15 +222,9 @@ class Records:
 
     async def delete(self, family: str, model_key: str) -> int:
         async with self.sessions.begin() as db:
-            model = await self._model(db, family, model_key)
-            n = (
-                await db.execute(
-                    select(func.count()).select_from(TrainingSession).where(TrainingSession.model_id == model.id)
-                )
-            ).scalar_one()
-            await db.execute(delete(Model).where(Model.id == model.id))
+            n = await delete_model(db, family, model_key)
         self.forget(model_key)
-        return int(n)
+        return n
 
     async def list_models(
         self, family: str | None, name: str | None, status: Status | None, limit: int, offset: int, tag: str | None = None
