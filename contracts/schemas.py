@@ -323,7 +323,6 @@ _FIELD_HEADERS: dict[str, str] = {
 }
 _FIELD_HEADERS.update({"x": BODY, "y": BODY, "file": BODY})
 _HEADER_FIELDS = {header: name for name, header in _FIELD_HEADERS.items() if header != BODY}
-_HEADER_FIELDS[BODY] = "x"
 
 
 def header_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -331,20 +330,22 @@ def header_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {_FIELD_HEADERS.get(name, name): value for name, value in fields.items()}
 
 
-def request_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The other way: a reply's error fields under the names of the REST request (`x-kwargs` -> `kwargs`)."""
-    return {_HEADER_FIELDS.get(name, name): value for name, value in fields.items()}
+def request_fields(fields: Mapping[str, Any], body: str = "x") -> dict[str, Any]:
+    """The other way: a reply's error fields under the names of the REST request (`x-kwargs` -> `kwargs`,
+    `body` -> the request's field for it: `x` for a predict, `file` for an import)."""
+    names = {**_HEADER_FIELDS, BODY: body}
+    return {names.get(name, name): value for name, value in fields.items()}
 
 
-def read_reply(headers: Mapping[str, Any], body: bytes) -> bytes:
+def read_reply(headers: Mapping[str, Any], body: bytes, body_field: str = "x") -> bytes:
     """An RPC reply's answer; the error the consumer replied with, raised as its own class, its fields
-    named as the REST request names them."""
+    named as the REST request names them (`body_field`: what the request calls its body)."""
     try:
         reply = _REPLY.load(dict(headers))
     except ValidationError as e:
         raise MLServerError(f"the consumer's reply has malformed headers: {e.messages}") from e
     if reply["status"] != 200:
-        fields = request_fields(reply["fields"]) if reply["fields"] else None
+        fields = request_fields(reply["fields"], body_field) if reply["fields"] else None
         raise from_wire(reply["code"] or "internal_error", reply["message"] or "consumer error", fields)
     return body
 

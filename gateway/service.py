@@ -199,7 +199,7 @@ async def import_model(
         if "payload_id" in job:  # the consumer drops it once it has read it; unread, it would stay
             await app[RECORDS].drop_payload(job["payload_id"])
         raise
-    answer = orjson.loads(read_reply(reply_headers, reply))
+    answer = orjson.loads(read_reply(reply_headers, reply, body_field="file"))
     return key, int(answer["version"]), True
 
 
