@@ -11,21 +11,30 @@ request as they travel: headers by their names, the frame as `body`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
 
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aiormq.exceptions import AMQPError
 from marshmallow import ValidationError
 
+from contracts.amqp import settle
 from contracts.errors import DecodeError, InvalidInput, MLServerError, PayloadTooLarge
-from contracts.schemas import BODY, MODEL_KEY, DeadLetterHeaders, TrainHeaders, header_fields
+from contracts.schemas import BODY, MODEL_KEY, DeadLetterHeaders, DeleteHeaders, TrainHeaders, header_fields
 from contracts.status import JobKind
 from contracts.topology import Header
+
+from .records import Records
 
 log = logging.getLogger(__name__)
 
 _TRAIN = TrainHeaders()
 _DEAD = DeadLetterHeaders()
+_DELETE = DeleteHeaders()
 _TRAIN_TYPES = frozenset((JobKind.FIT.value, JobKind.UPDATE.value))
 
 
@@ -82,6 +91,47 @@ def readable_key(headers: Mapping[str, Any]) -> str | None:
 def dead_headers(headers: Mapping[str, Any], reason: str, fields: dict[str, Any]) -> dict[str, Any]:
     """The job's own headers with why it was dead-lettered."""
     return {**headers, **_DEAD.dump({"reason": reason, "fields": fields})}
+
+
+async def dead_letter(
+    dead: AbstractExchange, routing_key: str, message: AbstractIncomingMessage, reason: str, fields: dict[str, Any]
+) -> None:
+    """Publish the job, as it came, to the dead-letter exchange with `x-dead-reason` and `x-error-fields`
+    (confirmed), then ack it. Not confirmed: rejected, so the broker dead-letters it without the reason."""
+    try:
+        await dead.publish(
+            aio_pika.Message(
+                message.body,
+                headers=dead_headers(message.headers or {}, reason, fields),
+                content_type=message.content_type,
+                type=message.type,
+                message_id=message.message_id,
+                correlation_id=message.correlation_id,
+                timestamp=message.timestamp,
+                app_id=message.app_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=routing_key,
+            mandatory=False,
+        )
+    except (AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError) as e:
+        log.warning("dead letter with its reason not published (%s); rejected without it", e)
+        await settle(message.reject(requeue=False))
+    else:
+        await settle(message.ack())
+
+
+async def delete(records: Records, family: str, headers: Mapping[str, Any]) -> tuple[str, bytes]:
+    """A delete RPC: the model of `family` and all its versions, through the store's one delete (as the
+    gateway's `DELETE`); (model_key, the reply's JSON `{model_key, deleted}`)."""
+    try:
+        job = _DELETE.load(dict(headers))
+    except ValidationError as e:
+        fields = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
+        raise InvalidInput(f"invalid delete headers: {fields}", fields=fields) from e
+    deleted = await records.delete(family, job["model_key"])
+    log.info("model=%s deleted over AMQP (%d versions) by %s", job["model_key"], deleted, job["actor"] or "anonymous")
+    return job["model_key"], orjson.dumps({"model_key": job["model_key"], "deleted": deleted})
 
 
 def error_fields(error: MLServerError) -> dict[str, Any]:

@@ -8,11 +8,12 @@ Train jobs (prefetch 1 per family): claim the session in the store, fit in a
 fit process, commit artifact and `done` together, publish the status event,
 and only then ack. A fit that raises is a user error: `failed`, acked, not
 requeued. A job whose session is already finished is acked untouched. Long
-fits are handed over to a lease (`leases`).
+fits are handed over to a lease (`leases`). A job that can't be run as sent
+is dead-lettered with its reason (`contract`).
 
 Predict jobs (prefetch ML_SERVER_PREDICT_PREFETCH per family): answered on
 the caller's reply queue with a Parquet frame, or with an error in the
-headers. Always answered (`runtime`).
+headers. Always answered (`runtime`). Deletes and imports come by the same queue.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from contracts.amqp import settle
 from contracts.errors import InvalidInput, MLServerError
 from contracts.events import event_headers
 from contracts.frames import JSON, PARQUET
-from contracts.schemas import DeleteHeaders, ImportHeaders, ReplyHeaders, StatusEvent
+from contracts.schemas import ImportHeaders, ReplyHeaders, StatusEvent
 from contracts.settings import Settings
 from contracts.status import JobKind, Status
 from contracts.store import make_engine
@@ -353,30 +354,8 @@ class Consumer:
     async def _dead_letter(
         self, family: str, message: AbstractIncomingMessage, reason: str, fields: dict[str, Any], model_key: str | None = None
     ) -> None:
-        """To the dead-letter queue with its reason (`x-dead-reason`, `x-error-fields`), then acked; a
-        `rejected` event for its model when the key is known. Unconfirmed: rejected, the broker dead-letters
-        it without the reason."""
-        try:
-            await self.dead.publish(
-                aio_pika.Message(
-                    message.body,
-                    headers=contract.dead_headers(message.headers or {}, reason, fields),
-                    content_type=message.content_type,
-                    type=message.type,
-                    message_id=message.message_id,
-                    correlation_id=message.correlation_id,
-                    timestamp=message.timestamp,
-                    app_id=message.app_id,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=self.topology.train_key(family),
-                mandatory=False,
-            )
-        except (AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError) as e:
-            log.warning("dead letter with its reason not published (%s); rejected without it", e)
-            await settle(message.reject(requeue=False))
-        else:
-            await settle(message.ack())
+        """To the dead-letter queue with its reason, then a `rejected` event for its model when the key is known."""
+        await contract.dead_letter(self.dead, self.topology.train_key(family), message, reason, fields)
         if model_key is not None:
             error = f"{reason} {fields}"
             await self._publish_event(family, model_key, None, None, error, message.message_id, EventKind.REJECTED)
@@ -502,23 +481,14 @@ class Consumer:
         await self._publish_event(family, job["model_key"], version, Status.DONE)
         return orjson.dumps({"model_key": job["model_key"], "version": version})
 
-
     # ---- delete ---------------------------------------------------------------
 
     async def _delete(self, served: Served, message: AbstractIncomingMessage) -> bytes:
-        """Delete a model of this family over AMQP, as `DELETE /models/{key}` does; the reply is
-        `{model_key, deleted}` (how many versions), the `deleted` event tells caches and streams."""
-        try:
-            job = _DELETE_HEADERS.load(dict(message.headers or {}))
-        except ValidationError as e:
-            raise InvalidInput(f"invalid delete headers: {e.messages}", fields=e.messages if isinstance(e.messages, dict) else None) from e
-        family, key = served.family.name, job["model_key"]
-        deleted = await self.records.delete(family, key)
-        log.info("model=%s deleted over AMQP (%d versions) by %s", key, deleted, job["actor"] or "anonymous")
-        await self._publish_event(family, key, None, None, message_id=message.message_id, kind=EventKind.DELETED)
-        return orjson.dumps({"model_key": key, "deleted": deleted})
+        """Delete a model over AMQP, as `DELETE /models/{key}` does (`contract.delete`); then the `deleted` event."""
+        key, answer = await contract.delete(self.records, served.family.name, message.headers or {})
+        await self._publish_event(served.family.name, key, None, None, message_id=message.message_id, kind=EventKind.DELETED)
+        return answer
 
 
 _REPLY = ReplyHeaders()
 _IMPORT_HEADERS = ImportHeaders()
-_DELETE_HEADERS = DeleteHeaders()
