@@ -511,6 +511,7 @@ def build() -> dict[str, Any]:
             {"503": {"description": "not ready: what is missing is named", "content": _json(ref("ReadyResponse"))}},
         ),
         ("/openapi.json", "openapi", "this document", _json({"type": "object"}), {}),
+        ("/asyncapi.json", "asyncapi", "the AsyncAPI 2.6 document of the AMQP message contract (publishing straight to RabbitMQ)", _json({"type": "object"}), {}),
         ("/docs", "docs", "the API documentation page (Swagger UI, served by the gateway)", {"text/html": {"schema": {"type": "string"}}}, {}),
         ("/ui", "dashboard", "the dashboard (it asks the API with the token typed into it)", {"text/html": {"schema": {"type": "string"}}}, {}),
     )
