@@ -332,6 +332,7 @@ class Consumer:
         error: str | None = None,
         message_id: str | None = None,
         kind: EventKind = EventKind.STATUS,
+        fields: dict[str, Any] | None = None,
     ) -> None:
         event = {
             "event": kind,
@@ -341,6 +342,7 @@ class Consumer:
             "status": status.value if status is not None else None,
             "error": error,
             "message_id": message_id,
+            "fields": fields,
         }
         try:
             await self.events.publish(
@@ -357,8 +359,7 @@ class Consumer:
         """To the dead-letter queue with its reason, then a `rejected` event for its model when the key is known."""
         await contract.dead_letter(self.dead, self.topology.train_key(family), message, reason, fields)
         if model_key is not None:
-            error = f"{reason} {fields}"
-            await self._publish_event(family, model_key, None, None, error, message.message_id, EventKind.REJECTED)
+            await self._publish_event(family, model_key, None, None, reason, message.message_id, EventKind.REJECTED, fields)
 
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
         try:

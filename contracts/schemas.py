@@ -363,6 +363,8 @@ class StatusEvent(_Headers):
     # The job message that became this version (its `message_id`), and why a version failed or a job was rejected.
     message_id = fields.String(load_default=None, allow_none=True, data_key=Header.MESSAGE_ID)
     error = fields.String(load_default=None, allow_none=True, data_key=Header.ERROR_MESSAGE)
+    # A rejected job's bad headers, as its dead letter names them.
+    fields_ = JsonDict(load_default=None, allow_none=True, data_key=Header.ERROR_FIELDS, attribute="fields")
 
 
 class DeadLetterHeaders(_Headers):

@@ -161,7 +161,7 @@ def messages() -> dict[str, Any]:
         event={"enum": [k.value for k in EventKind], "description": "`status`: a version changed status (x-version, x-status; "
                "x-error-message when failed). `deleted`: the model and its versions are gone. `alias`: an alias was set, moved "
                "or removed (x-alias, x-version absent when removed, x-serving). `rejected`: a job message for the model was "
-               "dead-lettered before it became a version (x-error-message says why)"},
+               "dead-lettered before it became a version (x-error-message says why, x-error-fields names its bad headers)"},
         status={"enum": [s.value for s in Status]},
     )
     event["required"] = [Header.EVENT, Header.MODEL_KEY, Header.FAMILY, *event_extra]

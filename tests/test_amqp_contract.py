@@ -177,7 +177,7 @@ def test_fit_events_predict_errors_dead_letters_and_delete_with_pika(stack: Stac
     peer = Peer(c, [c.routing_key("statusEvent", family=FAMILY, model_key=key)])
     try:
         h = {name: c.header("fit", name) for name in ("model_key", "family", "name", "modkwargs")}
-        ev = {name: c.header("statusEvent", name) for name in ("event", "model_key", "version", "status", "message_id", "error")}
+        ev = {name: c.header("statusEvent", name) for name in ("event", "model_key", "version", "status", "message_id", "error", "fields")}
         rng = np.random.default_rng(7)
         x = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
         y = pd.Series(3 * x["a"] - x["b"] + 0.5, name="target")
@@ -241,6 +241,7 @@ def test_fit_events_predict_errors_dead_letters_and_delete_with_pika(stack: Stac
         assert h["family"] in json.loads(headers[d["fields"]]) and headers[h["model_key"]] == key and body
         rejected = peer.wait_event(lambda e: e.get(ev["message_id"]) == no_family, "rejected")
         assert rejected[ev["event"]] == "rejected" and h["family"] in rejected[ev["error"]], rejected
+        assert h["family"] in json.loads(rejected[c.header("statusEvent", "fields")]), rejected
         contradicting = uuid.uuid4().hex  # `type` says update, the kind header says fit
         peer.channel.basic_publish(
             c.exchange("fit"), train_key, training_body(c, x, y),
