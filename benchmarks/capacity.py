@@ -25,6 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from contracts import paths
+
 from .bodies import fit_body, parquet_body
 from .common import BROKER_URL, FAMILY, HERE, PARQUET, ROOT, wait_for
 from .fits import accepted, finished, fit_url, model_url
@@ -114,7 +116,7 @@ def start(procs: Processes, workdir: Path, namespace: str, database: str) -> tup
     consumer = procs.spawn("consumer", [sys.executable, "-m", "consumers", FAMILY], env)
     url = f"http://127.0.0.1:{port}"
     wait_for(
-        lambda: requests.get(f"{url}/readyz", timeout=2).ok and consumers_on(namespace, [f"{FAMILY}.train", f"{FAMILY}.predict"]),
+        lambda: requests.get(url + paths.READYZ, timeout=2).ok and consumers_on(namespace, [f"{FAMILY}.train", f"{FAMILY}.predict"]),
         120,
         "the gateway and the consumer",
         interval=0.3,

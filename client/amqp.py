@@ -1,7 +1,7 @@
 """Talk to the consumers straight over RabbitMQ, without the gateway.
 
 This module uses nothing but the message contract (`contracts`) and aio-pika;
-it is the executable form of the README's "AMQP message contract" section.
+it is the executable form of the contract in `GET /asyncapi.json` (docs/amqp.md).
 
     key = await publish_fit(url, "logreg", x, y, model_key="churn-v1")
     ...  # GET /logreg?model_key=churn-v1 or the status events say when it is done
@@ -20,8 +20,14 @@ import pandas as pd
 from contracts.errors import DeadlineExceeded
 from contracts.frames import PARQUET, ParquetCodec, encode_training
 from contracts.schemas import PredictHeaders, TrainHeaders, read_reply
+from contracts.settings import Settings
 from contracts.status import Backend, JobKind
 from contracts.topology import MessageType, Topology
+
+
+def _topology(namespace: str | None) -> Topology:
+    """The deployment's names: the namespace given, or the one the settings read (ML_SERVER_NAMESPACE)."""
+    return Topology(namespace if namespace is not None else Settings.from_env().namespace)
 
 
 async def publish_fit(
@@ -36,11 +42,12 @@ async def publish_fit(
     algkwargs: dict[str, Any] | None = None,
     kind: JobKind = JobKind.FIT,
     backend: Backend | None = None,
-    namespace: str = "ml-server",
+    namespace: str | None = None,
     message_id: str | None = None,
 ) -> str:
-    """Publish a fit (or update) job; returns its message id. Publishing the same id again is a no-op."""
-    topology = Topology(namespace)
+    """Publish a fit (or update) job; returns its message id. Publishing the same id again is a no-op.
+    `namespace`: None reads ML_SERVER_NAMESPACE (default `ml-server`), as the gateway and consumers do."""
+    topology = _topology(namespace)
     if isinstance(y, pd.Series):
         y = y.to_frame()
     x = x.set_axis([str(c) for c in x.columns], axis=1)
@@ -87,11 +94,11 @@ async def predict(
     version: int | None = None,
     alias: str | None = None,
     timeout: float = 30.0,
-    namespace: str = "ml-server",
+    namespace: str | None = None,
 ) -> pd.DataFrame:
     """One predict as an RPC: our own exclusive reply queue, a correlation id, a deadline. `version` or
-    `alias` (the `x-alias` header) picks the version."""
-    topology = Topology(namespace)
+    `alias` (the `x-alias` header) picks the version; `namespace` as for `publish_fit`."""
+    topology = _topology(namespace)
     headers = PredictHeaders().dump({"model_key": model_key, "version": version, "alias": alias, "kwargs": kwargs or {}})
     correlation_id = uuid.uuid4().hex
     connection = await aio_pika.connect(broker_url)

@@ -388,7 +388,7 @@ class Records:
                 await db.execute(select(Model.id, Model.serving).where(Model.model_key == model_key, Model.family == family))
             ).first()
             if found is None:
-                raise NotFound(f"no {family} model with model_key {model_key!r}")
+                raise NotFound(f"no {family} model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
             model, serving = found
             if version is None and (alias or serving):
                 name = alias or serving
@@ -401,7 +401,7 @@ class Records:
             if version is not None:
                 row = (await db.execute(query.where(TrainingSession.version == version))).scalar_one_or_none()
                 if row is None:
-                    raise NotFound(f"model {model_key!r} has no version {version}")
+                    raise NotFound(f"model {model_key!r} has no version {version}", fields={"version": ["unknown"]})
             else:
                 row = (
                     await db.execute(
@@ -422,6 +422,11 @@ class Records:
             if row.status is not Status.DONE:
                 raise NotTrained(f"version {row.version} of model {model_key!r} is {row.status.value}")
             return Servable(row.id, row.version)
+
+    async def delete(self, family: str, model_key: str) -> int:
+        """Delete the model and every version (the store's one delete, as the gateway's); how many versions."""
+        async with self.sessions.begin() as db:
+            return await lifecycle.delete_model(db, family, model_key)
 
     async def artifact(self, session_id: int) -> Artifact:
         async with self.sessions() as db:

@@ -8,11 +8,12 @@ Train jobs (prefetch 1 per family): claim the session in the store, fit in a
 fit process, commit artifact and `done` together, publish the status event,
 and only then ack. A fit that raises is a user error: `failed`, acked, not
 requeued. A job whose session is already finished is acked untouched. Long
-fits are handed over to a lease (`leases`).
+fits are handed over to a lease (`leases`). A job that can't be run as sent
+is dead-lettered with its reason (`contract`).
 
 Predict jobs (prefetch ML_SERVER_PREDICT_PREFETCH per family): answered on
 the caller's reply queue with a Parquet frame, or with an error in the
-headers. Always answered (`runtime`).
+headers. Always answered (`runtime`). Deletes and imports come by the same queue.
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from contracts import amqp, logs
 from contracts.amqp import settle
 from contracts.errors import InvalidInput, MLServerError
-from contracts.frames import PARQUET
-from contracts.schemas import ImportHeaders, ReplyHeaders, StatusEvent, TrainHeaders
+from contracts.events import event_headers
+from contracts.frames import JSON, PARQUET
+from contracts.schemas import ImportHeaders, ReplyHeaders, StatusEvent
 from contracts.settings import Settings
 from contracts.status import JobKind, Status
 from contracts.store import make_engine
 from contracts.topology import EventKind, Header, MessageType, Topology
 
-from . import imports, jobs, metrics
+from . import contract, imports, jobs, metrics
 from .families import Family
 from .leases import Leases
 from .pool import FitPool
@@ -102,7 +104,8 @@ class Consumer:
         )
         # Confirmed publishing, for jobs republished from the store when their lease ran out.
         publish_channel = await self.connection.channel(publisher_confirms=True)
-        await amqp.declare_exchanges(publish_channel, self.topology)
+        # ... and for train jobs dead-lettered with their reason (`contract`).
+        self.dead: AbstractExchange = (await amqp.declare_exchanges(publish_channel, self.topology)).dead
         self.leases = Leases(self.settings, self.records, list(self.served), await publish_channel.get_exchange(self.topology.jobs_exchange))
 
         self.events_channel = await self.connection.channel()
@@ -174,11 +177,12 @@ class Consumer:
     async def _on_train(self, served: Served, message: AbstractIncomingMessage) -> None:
         family = served.family.name
         try:
-            job = TrainHeaders().load(dict(message.headers or {}))
-        except ValidationError as e:
-            log.error("malformed %s train message sent to the dead-letter queue: %s", family, e.messages)
-            await settle(message.reject(requeue=False))
+            job = contract.read_train(family, message.headers or {}, message.type)
+        except contract.Refused as e:
+            log.error("%s train message sent to the dead-letter queue: %s %s", family, e.reason, e.fields)
+            await self._dead_letter(family, message, e.reason, e.fields, contract.readable_key(message.headers or {}))
             return
+        job["message_id"] = message.message_id  # carried by the job's status events
         assert self.leases is not None
         ctx = f"model={job['model_key']}"
         logs.bind(model_key=job["model_key"], version=job.get("version"))
@@ -188,8 +192,9 @@ class Consumer:
                 ref = message.message_id or hashlib.sha256(message.body).hexdigest()
                 job["job_id"] = await self.records.adopt(family, job, ref)
                 if job["job_id"] is None:
-                    log.error("model %s belongs to another family; job sent to the dead-letter queue", job["model_key"])
-                    await settle(message.reject(requeue=False))
+                    reason = f"model {job['model_key']!r} belongs to another family than {family!r}"
+                    log.error("%s; job sent to the dead-letter queue", reason)
+                    await self._dead_letter(family, message, reason, {Header.MODEL_KEY: [reason]}, job["model_key"])
                     return
             ctx = f"{ctx} job={job['job_id']}"
             attempts = await self.records.abandoned_attempts(job["job_id"])
@@ -204,8 +209,8 @@ class Consumer:
                 version = await self.records.fail_poison(job["job_id"], reason)
                 metrics.fit_finished(family, job["kind"], "failed")
                 if version is not None:
-                    await self._publish_event(family, job["model_key"], version, Status.FAILED)
-                await settle(message.reject(requeue=False))
+                    await self._publish_event(family, job["model_key"], version, Status.FAILED, reason, job["message_id"])
+                await self._dead_letter(family, message, reason, {contract.BODY: [reason]})
                 return
             body = message.body
             if job["payload_id"] is not None:
@@ -234,7 +239,7 @@ class Consumer:
             await self._give_back(message, job)
             return
         if outcome is not None:
-            await self._publish_event(family, job["model_key"], *outcome)
+            await self._publish_event(family, job["model_key"], *outcome, message_id=job["message_id"])
         if self.leases.release(job["job_id"]):
             return  # acked at the hand-over
         await settle(message.ack())
@@ -255,7 +260,7 @@ class Consumer:
         ctx: str,
         message: AbstractIncomingMessage | None = None,
         reclaim: str | None = None,
-    ) -> tuple[int, Status] | None:
+    ) -> tuple[int, Status, str | None] | None:
         family = served.family
         assert self.leases is not None
         if job["kind"] is JobKind.UPDATE:
@@ -267,7 +272,7 @@ class Consumer:
         ctx = f"{ctx} version={claim.version}"
         logs.bind(version=claim.version)
         log.info("%s %s started (attempt by %s)", ctx, claim.kind.value, self.worker)
-        await self._publish_event(family.name, job["model_key"], claim.version, Status.RUNNING)  # for event streams
+        await self._publish_event(family.name, job["model_key"], claim.version, Status.RUNNING, message_id=job.get("message_id"))
         try:
             if claim.kind is JobKind.UPDATE:
                 if not family.supports_update:
@@ -283,13 +288,13 @@ class Consumer:
             log.warning("%s failed: %s", ctx, e)
             await self.records.fail(claim.session_id, str(e))
             metrics.fit_finished(family.name, claim.kind, "failed")
-            return claim.version, Status.FAILED
+            return claim.version, Status.FAILED, str(e)
         if await self.records.finish(
             claim.session_id, result.artifact, result.backend, result.meta, result.rows, token=claim.token
         ):
             log.info("%s done in %.3fs", ctx, result.meta["fit_seconds"])
             metrics.fit_finished(family.name, claim.kind, "done", result.meta["fit_seconds"])
-            return claim.version, Status.DONE
+            return claim.version, Status.DONE, None
         log.info("%s finished elsewhere first; result dropped", ctx)
         return None
 
@@ -318,18 +323,43 @@ class Consumer:
 
     # ---- events --------------------------------------------------------------
 
-    async def _publish_event(self, family: str, model_key: str, version: int, status: Status) -> None:
-        headers = StatusEvent().dump(
-            {"event": EventKind.STATUS, "model_key": model_key, "family": family, "version": version, "status": status.value}
-        )
+    async def _publish_event(
+        self,
+        family: str,
+        model_key: str,
+        version: int | None,
+        status: Status | None,
+        error: str | None = None,
+        message_id: str | None = None,
+        kind: EventKind = EventKind.STATUS,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        event = {
+            "event": kind,
+            "model_key": model_key,
+            "family": family,
+            "version": version,
+            "status": status.value if status is not None else None,
+            "error": error,
+            "message_id": message_id,
+            "fields": fields,
+        }
         try:
             await self.events.publish(
-                aio_pika.Message(b"", headers={k: v for k, v in headers.items() if v is not None}, type=MessageType.STATUS),
+                aio_pika.Message(b"", headers=event_headers(self.topology.namespace, event), type=MessageType.STATUS),
                 routing_key=self.topology.event_key(family, model_key),
                 mandatory=False,
             )
         except (AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError) as e:
             log.warning("status event for %s v%s not published: %s", model_key, version, e)
+
+    async def _dead_letter(
+        self, family: str, message: AbstractIncomingMessage, reason: str, fields: dict[str, Any], model_key: str | None = None
+    ) -> None:
+        """To the dead-letter queue with its reason, then a `rejected` event for its model when the key is known."""
+        await contract.dead_letter(self.dead, self.topology.train_key(family), message, reason, fields)
+        if model_key is not None:
+            await self._publish_event(family, model_key, None, None, reason, message.message_id, EventKind.REJECTED, fields)
 
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -367,20 +397,22 @@ class Consumer:
         started = metrics.clock()
         body, status = b"", 200
         headers: dict[str, Any]
-        importing = message.type == MessageType.IMPORT
+        importing = message.type in (MessageType.IMPORT, MessageType.DELETE)  # answered in JSON, not counted as predicts
         try:
-            if importing:
+            if message.type == MessageType.DELETE:
+                body = await self._delete(served, message)
+            elif importing:
                 body = await self._import(served, message)
             else:
                 body = await served.runtime.answer(message.headers or {}, message.body)
             headers = _REPLY.dump({"status": 200})
         except MLServerError as e:
             status = e.status
-            headers = _REPLY.dump({"status": e.status, "code": e.code, "message": e.message, "fields": e.fields})
+            headers = _REPLY.dump({"status": e.status, "code": e.code, "message": e.message, "fields": contract.error_fields(e)})
         except Exception as e:  # noqa: BLE001 - the caller always gets an answer
             status = 500
             log.exception("%s failed unexpectedly", "import" if importing else "predict")
-            headers = _REPLY.dump({"status": 500, "code": "internal_error", "message": f"{type(e).__name__}: {e}"})
+            headers = _REPLY.dump({"status": 500, "code": "internal_error", "message": f"{type(e).__name__}: {e}", "fields": {}})
         if not importing:
             metrics.predict_answered(family, status, started)
         if message.reply_to:
@@ -392,7 +424,7 @@ class Consumer:
                         body,
                         headers={k: v for k, v in headers.items() if v is not None},
                         correlation_id=message.correlation_id,
-                        content_type=PARQUET,
+                        content_type=JSON if importing else PARQUET,
                         type=MessageType.REPLY,
                     ),
                     routing_key=message.reply_to,
@@ -449,6 +481,14 @@ class Consumer:
         log.info("model=%s version=%d imported from a %s file by %s", job["model_key"], version, job["format"], job["actor"] or "anonymous")
         await self._publish_event(family, job["model_key"], version, Status.DONE)
         return orjson.dumps({"model_key": job["model_key"], "version": version})
+
+    # ---- delete ---------------------------------------------------------------
+
+    async def _delete(self, served: Served, message: AbstractIncomingMessage) -> bytes:
+        """Delete a model over AMQP, as `DELETE /models/{key}` does (`contract.delete`); then the `deleted` event."""
+        key, answer = await contract.delete(self.records, served.family.name, message.headers or {})
+        await self._publish_event(served.family.name, key, None, None, message_id=message.message_id, kind=EventKind.DELETED)
+        return answer
 
 
 _REPLY = ReplyHeaders()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import NotFound
@@ -96,3 +96,12 @@ async def new_version(
     await db.flush()
     await record(db, model.id, session.version, Action(kind.value), actor, **(history or {}))
     return session
+
+
+async def delete_model(db: AsyncSession, family: str, model_key: str) -> int:
+    """Delete a model of `family` with every version, artifact, alias, tag and history line (in the caller's
+    transaction); how many versions it had. The gateway's REST deletes and a consumer's AMQP delete both come here."""
+    model = await model_of(db, model_key, family)
+    n = (await db.execute(select(func.count()).select_from(TrainingSession).where(TrainingSession.model_id == model.id))).scalar_one()
+    await db.execute(delete(Model).where(Model.id == model.id))
+    return int(n)

@@ -9,13 +9,18 @@ Every name on the broker is built here, from a namespace (default
 
     <ns>.<family>.train    quorum queue, bound to jobs with "<family>.train"
     <ns>.<family>.predict  classic queue, bound to jobs with "<family>.predict"
-    <ns>.<family>.dead     quorum queue, bound to dead with "<family>.train"
+    <ns>.<family>.dead     quorum queue, bound to dead with "<family>.train": train jobs that can't be
+                           run (`x-dead-reason`, `x-error-fields` say why) or that killed consumers
     <ns>.events.<id>       exclusive, auto-delete: one gateway's copy of every event ("#")
     (unnamed)              exclusive, auto-delete: one consumer process's copy of its families' events ("<family>.#")
 
 Status events are routed by "<family>.<model_key>" and carry the kind of
-event in a header: `status` (a version changed status) or `deleted` (the
-model and all its versions are gone).
+event in a header: `status` (a version changed status), `deleted` (the
+model and all its versions are gone), `alias` or `rejected` (a job message
+was dead-lettered before it became a version), with CloudEvents attributes.
+
+`gateway.asyncapi` turns all of this into the AsyncAPI document of the
+contract (`GET /asyncapi.json`).
 """
 
 from __future__ import annotations
@@ -52,6 +57,24 @@ class Header:
     FEATURES = "x-features"  # an import: the feature names (JSON list) when the file has none
     TYPES = "x-types"  # an import: {feature: kind} (JSON object) for features that are not numbers
     ACTOR = "x-actor"  # who asked (the bearer token's name), for the version's history
+    # A status event: the `message_id` of the job message that became this version (the gateway's jobs: the job id).
+    MESSAGE_ID = "x-message-id"
+    # A dead letter: why it was dead-lettered (the names of its bad headers are in `x-error-fields`).
+    DEAD_REASON = "x-dead-reason"
+
+
+class CloudEvent:
+    """CloudEvents 1.0 attributes of a status event, in the AMQP binding's form: application properties
+    (headers) prefixed `cloudEvents:`, so event routers that speak CloudEvents read our events as they come."""
+
+    SPECVERSION = "cloudEvents:specversion"
+    ID = "cloudEvents:id"
+    SOURCE = "cloudEvents:source"
+    TYPE = "cloudEvents:type"
+    TIME = "cloudEvents:time"
+    SUBJECT = "cloudEvents:subject"
+    VERSION = "1.0"
+    TYPE_PREFIX = "org.ml-server.model."  # + the `x-event` value: org.ml-server.model.status, ...
 
 
 class EventKind(StrEnum):
@@ -60,6 +83,8 @@ class EventKind(StrEnum):
     STATUS = "status"  # a version changed status (queued, running, done, failed)
     DELETED = "deleted"  # the model was deleted; also the last status an event stream sends for it
     ALIAS = "alias"  # an alias was set, moved or removed, or the model's serving alias changed
+    # A job message for the model was dead-lettered before it became a version (`x-error-message` says why).
+    REJECTED = "rejected"
 
 
 class MessageType:
@@ -68,10 +93,12 @@ class MessageType:
     FIT = "fit"
     UPDATE = "update"
     PREDICT = "predict"
-    REPLY = "predict.reply"
+    REPLY = "predict.reply"  # the answer to every RPC on a predict queue: predict, import, delete
     STATUS = "status"
     # A trained model to store as a new version (an RPC on the family's predict queue, answered like a predict).
     IMPORT = "import"
+    # Delete a model and all its versions (an RPC on the family's predict queue; the reply's body is JSON).
+    DELETE = "delete"
 
 
 # Train jobs delivered this many times (each delivery ended by a dead consumer)

@@ -207,6 +207,8 @@ _PAGE = b"""<!DOCTYPE html>
   <link rel="icon" type="image/png" href="docs/favicon-32x32.png">
 </head>
 <body>
+  <p style="font-family: sans-serif; margin: 1em 2em">The REST API below; the AMQP message contract (publishing
+  straight to RabbitMQ) is the AsyncAPI document <a href="asyncapi.json">asyncapi.json</a>.</p>
   <div id="swagger-ui"></div>
   <script src="docs/swagger-ui-bundle.js"></script>
   <script src="docs/init.js"></script>

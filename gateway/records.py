@@ -200,15 +200,9 @@ class Records:
 
     async def delete(self, family: str, model_key: str) -> int:
         async with self.sessions.begin() as db:
-            model = await model_of(db, model_key, family)
-            n = (
-                await db.execute(
-                    select(func.count()).select_from(TrainingSession).where(TrainingSession.model_id == model.id)
-                )
-            ).scalar_one()
-            await db.execute(delete(Model).where(Model.id == model.id))
+            n = await lifecycle.delete_model(db, family, model_key)
         self.forget(model_key)
-        return int(n)
+        return n
 
     async def list_models(
         self, family: str | None, name: str | None, status: Status | None, limit: int, offset: int, tag: str | None = None

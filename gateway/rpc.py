@@ -23,6 +23,7 @@ from aiormq.exceptions import AMQPError
 
 from contracts import amqp
 from contracts.errors import DeadlineExceeded, Unavailable
+from contracts.events import event_headers
 from contracts.frames import PARQUET
 from contracts.settings import Settings
 from contracts.topology import Header, MessageType, Topology
@@ -101,14 +102,12 @@ class Broker:
         )
         await self._publish(message, self.topology.train_key(family), what=f"{kind} job")
 
-    async def publish_event(self, family: str, model_key: str, headers: dict[str, Any]) -> None:
-        """Best effort: consumers use events only to drop cached models."""
+    async def publish_event(self, family: str, model_key: str, event: dict[str, Any]) -> None:
+        """Best effort: consumers use events only to drop cached models. `event` as `StatusEvent` loads it."""
         try:
             await asyncio.wait_for(
                 self.events.publish(
-                    aio_pika.Message(
-                        b"", headers={k: v for k, v in headers.items() if v is not None}, type=MessageType.STATUS
-                    ),
+                    aio_pika.Message(b"", headers=event_headers(self.topology.namespace, event), type=MessageType.STATUS),
                     self.topology.event_key(family, model_key),
                     mandatory=False,
                 ),

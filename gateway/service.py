@@ -21,7 +21,7 @@ from contracts.families import FamilyInfo
 from contracts.frames import PARQUET, ParquetCodec, digest_frames, labelled
 from contracts.pandas_json import write_answer, write_array
 from contracts.responses import PredictResponse, StatusResponse
-from contracts.schemas import ImportHeaders, StatusEvent, TrainHeaders, read_reply
+from contracts.schemas import ImportHeaders, TrainHeaders, read_reply
 from contracts.status import Backend, JobKind, Status
 from contracts.store import TrainingSession
 from contracts.topology import EventKind, MessageType
@@ -219,7 +219,7 @@ async def import_model(
         if "payload_id" in job:  # the consumer drops it once it has read it; unread, it would stay
             await app[RECORDS].drop_payload(job["payload_id"])
         raise
-    answer = orjson.loads(read_reply(reply_headers, reply))
+    answer = orjson.loads(read_reply(reply_headers, reply, body_field="file"))
     return key, int(answer["version"]), True
 
 
@@ -280,13 +280,11 @@ def status_body(model: Any, session: Any) -> dict[str, Any]:
 async def alias_event(app: web.Application, model: Any, alias: str | None, version: int | None) -> None:
     """Tell consumers (to follow the alias at once) and event streams that an alias or the serving alias changed."""
     event = {"event": EventKind.ALIAS, "model_key": model.model_key, "family": model.family, "alias": alias, "version": version, "serving": model.serving}
-    await app[BROKER].publish_event(model.family, model.model_key, StatusEvent().dump(event))
+    await app[BROKER].publish_event(model.family, model.model_key, event)
 
 
 async def delete(app: web.Application, family: str, key: str) -> int:
     """Delete the model and every version; consumers drop it from memory on the event."""
     n = await app[RECORDS].delete(family, key)
-    await app[BROKER].publish_event(
-        family, key, StatusEvent().dump({"event": EventKind.DELETED, "model_key": key, "family": family})
-    )
+    await app[BROKER].publish_event(family, key, {"event": EventKind.DELETED, "model_key": key, "family": family})
     return n

@@ -20,7 +20,7 @@ from contracts.schemas import (
     VersionsQuery,
 )
 
-from . import dashboard, events, openapi, operations, resources, routes
+from . import asyncapi, dashboard, events, openapi, operations, resources, routes
 from .routing import BINARY, TEXT, Answer, Route, Scope, Table, frames, json, ref
 
 OPEN, READ, WRITE = Scope.OPEN, Scope.READ, Scope.WRITE
@@ -55,6 +55,9 @@ ROUTES = Table(
               {200: Answer("Prometheus text exposition format", {"text/plain": TEXT})}, (401,)),
         Route("GET", paths.OPENAPI, openapi.openapi_json, OPEN, "operations", "this document",
               {200: Answer("this document", json({"type": "object"}))}, operation_id="openapi"),
+        Route("GET", paths.ASYNCAPI, asyncapi.asyncapi_json, OPEN, "operations",
+              "the AsyncAPI 2.6 document of the AMQP message contract (publishing straight to RabbitMQ)",
+              {200: Answer("the AsyncAPI document", json({"type": "object"}))}, operation_id="asyncapi"),
         Route("GET", paths.DOCS, openapi.docs, OPEN, "operations", "the API documentation page (Swagger UI, served by the gateway)",
               {200: Answer("the page", HTML)}),
         Route("GET", paths.DOCS_ASSET, openapi.docs_asset, OPEN, "operations", "a script, style sheet or icon of the docs page",

@@ -42,3 +42,15 @@ def test_fit_and_predict_straight_over_amqp(stack: Stack) -> None:
 
     with pytest.raises(NotFound):
         asyncio.run(predict(BROKER_URL, "linreg", "no-such-model", x.head(1), namespace=stack.namespace, timeout=10))
+
+
+def test_the_client_reads_its_namespace_from_the_settings(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the gateway and the consumers do: ML_SERVER_NAMESPACE, when no namespace is given.
+    monkeypatch.setenv("ML_SERVER_NAMESPACE", stack.namespace)
+    x = pd.DataFrame({"u": np.arange(20.0), "v": np.arange(20.0) % 3})
+    y = pd.Series(3 * x["u"] - x["v"], name="out")
+    key = f"settings-{stack.namespace}"
+    asyncio.run(publish_fit(BROKER_URL, "linreg", x, y, model_key=key))
+    assert stack.wait_finished("linreg", key)["status"] == "done"
+    got = asyncio.run(predict(BROKER_URL, "linreg", key, x.head(2), timeout=10))
+    np.testing.assert_allclose(got["out"].to_numpy(), y.head(2).to_numpy(), atol=1e-6)
