@@ -60,6 +60,8 @@ class EventKind(StrEnum):
     STATUS = "status"  # a version changed status (queued, running, done, failed)
     DELETED = "deleted"  # the model was deleted; also the last status an event stream sends for it
     ALIAS = "alias"  # an alias was set, moved or removed, or the model's serving alias changed
+    LOAD = "load"  # load the model's default version into the consumers' caches now (V2 repository `load`)
+    UNLOAD = "unload"  # drop the model from the consumers' caches (V2 repository `unload`; nothing is deleted)
 
 
 class MessageType:

@@ -18,7 +18,7 @@ from contracts.responses import HealthResponse, ReadyResponse
 from contracts.settings import Settings
 from contracts.store import make_engine
 
-from . import auth, dashboard, events, metrics, openapi
+from . import auth, dashboard, events, metrics, openapi, v2
 from .batching import Coalescer
 from .records import Records
 from .resources import resources
@@ -112,13 +112,14 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
 
 def make_app(settings: Settings) -> web.Application:
     checks = [auth.middleware(settings)] if settings.tokens else []  # no tokens: nothing to check
-    app = web.Application(middlewares=[metrics.middleware, errors, *checks], client_max_size=settings.max_body)
+    app = web.Application(middlewares=[metrics.middleware, v2.errors, errors, *checks], client_max_size=settings.max_body)
     app[SETTINGS] = settings
     frames.set_max_columns(settings.max_columns)
     app.add_routes(ops)
     app.add_routes(openapi.routes)
     app.add_routes(resources)  # before `/{family}`: `/models` and `/families` are not families
     dashboard.setup(app)  # GET /ui and GET /events, before `/{family}` too
+    v2.setup(app)  # the Open Inference Protocol under /v2, before `/{family}` too
     app.add_routes(routes)
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_broker)

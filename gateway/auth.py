@@ -18,15 +18,16 @@ from aiohttp import web
 
 from contracts.errors import Forbidden, Unauthorized
 from contracts.settings import Settings
+from contracts.v2 import V2
 
 # Reachable without a token: liveness and readiness probes, the API document and its docs page, the
 # dashboard's files (they hold no data: the page asks the API for it with the token typed into it).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/ui"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/ui", *V2.OPEN})
 OPEN_PREFIXES = ("/docs/", "/ui/")
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 # POSTs that change things (the others, predicts, only read).
 WRITE_POSTS = frozenset(
-    {"/families/{family}/models", "/models/{model_key}/update", "/families/{family}/models/import", "/models/{model_key}/import"}
+    {"/families/{family}/models", "/models/{model_key}/update", "/families/{family}/models/import", "/models/{model_key}/import", *V2.WRITES}
 )
 
 

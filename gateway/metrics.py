@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
+from contracts.v2 import V2
+
 if TYPE_CHECKING:  # rpc.py reports predict batches here
     from .rpc import Broker
 
@@ -36,6 +38,7 @@ RESOURCE_VERBS = {
     ("POST", "/models/{model_key}/update"): "update",
     ("GET", "/models/{model_key}"): "status",
     ("DELETE", "/models/{model_key}"): "delete",
+    **{("POST", path): "predict" for path in V2.INFERS},  # the Open Inference Protocol's infer
 }
 
 REQUESTS = Counter(
