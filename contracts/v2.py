@@ -11,6 +11,7 @@ back. What the tensors mean to a model (`rows`) is in `contracts.v2_rows`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,7 +177,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
         if datatype not in DATATYPES:
             raise bad(f"input {name!r}: datatype {str(datatype)[:20]!r} is not one of {', '.join(DATATYPES)}", name)
         shape = _shape(raw.get("shape"), name)
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)
         elements += count
         if elements > MAX_ELEMENTS:
             raise bad(f"input {name!r}: the request holds more than {MAX_ELEMENTS:,} elements", name)
@@ -250,7 +251,7 @@ def _from_json(data: Any, datatype: str, count: int, name: str) -> np.ndarray | 
                 array = np.asarray(data, dtype=DTYPES[datatype]).reshape(-1)
             else:
                 array = np.asarray(data, dtype=DTYPES[datatype])
-    except (ValueError, TypeError, OverflowError, pa.ArrowException) as e:
+    except (ValueError, TypeError, OverflowError, RecursionError, pa.ArrowException) as e:
         raise bad(f"input {name!r}: data are not {datatype} values ({str(e)[:120]})", name) from e
     if len(array) != count:
         raise bad(f"input {name!r}: {len(array)} values for shape of {count} elements", name)

@@ -46,7 +46,7 @@ from contracts.schemas import (
     VersionsQuery,
 )
 
-from . import dashboard
+from . import dashboard, v2_openapi
 
 routes = web.RouteTableDef()
 
@@ -579,6 +579,7 @@ def build() -> dict[str, Any]:
             }
         },
     )
+    v2_openapi.add(spec)  # the Open Inference Protocol under /v2
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
     return document

@@ -58,7 +58,7 @@ def version_of(raw: str | None) -> tuple[int | None, str | None]:
     """(number, alias) of a path's `{version}`; InvalidInput when it is neither."""
     if raw is None:
         return None, None
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():
         try:
             number = int(raw)
             POSITIVE_ID(number)
@@ -103,7 +103,7 @@ class Catalog:
             return model
         except (ValidationError, NotFound):
             pass
-        total, rows = await self.records.list_models(None, model[:256], None, 2, 0)
+        total, rows = (0, []) if "\x00" in model else await self.records.list_models(None, model[:256], None, 2, 0)
         if total == 0:
             raise NotFound(f"no model named {model[:80]!r} (nor with that model_key)", fields={"model": ["unknown"]})
         if total > 1:
