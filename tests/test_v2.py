@@ -18,7 +18,7 @@ import tritonclient.http as triton
 from palmerpenguins import load_penguins
 from tritonclient.utils import InferenceServerException
 
-from client import ModelClient
+from client import ModelClient, NotFound
 
 from .stack import Stack, wait_for
 
@@ -159,6 +159,17 @@ def test_a_pd_request_with_text_columns_is_read_against_the_schema(stack: Stack)
         tensors.append(tensor)
     result = triton_client(stack).infer(name, tensors, parameters={"content_type": "pd"})
     assert [v.decode() for v in result.as_numpy("predict")] == expected
+
+    # The project's own client in V2 mode: the frame as it is (a category column, missing values), labels kept.
+    client = ModelClient(stack.url)
+    labelled = rows.assign(island=rows["island"].astype("category")).set_axis(list("vwxyz"))
+    got = client.infer(name, labelled)
+    assert list(got.index) == list("vwxyz") and list(got["species"]) == expected
+    proba = client.infer(key, labelled, version=1, method="predict_proba")
+    np.testing.assert_allclose(proba.to_numpy(dtype=float), native(stack, key, rows, "predict_proba").to_numpy(), rtol=1e-9)
+    assert list(proba.columns) == sorted(y.unique())
+    with pytest.raises(NotFound, match="no model named"):
+        client.infer(f"{name}-nobody", rows)
 
 
 def test_an_alias_is_a_version(stack: Stack) -> None:
