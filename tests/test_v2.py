@@ -19,6 +19,7 @@ from palmerpenguins import load_penguins
 from tritonclient.utils import InferenceServerException
 
 from client import ModelClient, NotFound
+from gateway.auth import new_token
 
 from .stack import Stack, wait_for
 
@@ -278,3 +279,30 @@ def test_the_repository_lists_loads_and_unloads(stack: Stack) -> None:
         client.load_model(model["name"], config="{}")
     r = requests.post(f"{stack.url}/v2/repository/models/no-such-model/load", timeout=10)
     assert r.status_code == 404 and set(r.json()) == {"error"}
+
+
+def test_scopes_read_for_asking_write_for_load_and_unload(fresh_stack: Stack) -> None:
+    write, write_entry = new_token("write", "alice")
+    read, read_entry = new_token("read")
+    fresh_stack.start_consumer("logreg")
+    fresh_stack.start_gateway(ML_SERVER_TOKENS=f"{write_entry},{read_entry}")
+    name = f"v2-scopes-{fresh_stack.namespace}"
+    x = numbers(60)
+    ModelClient(fresh_stack.url, token=write).fit("logreg", x, pd.Series((x["a"] > 0).astype(int), name="t"), name=name)
+    base = f"{fresh_stack.url}/v2"
+    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}
+
+    for path in ("/health/live", "/health/ready"):  # probes: open
+        assert requests.get(base + path, timeout=10).status_code == 200
+    asks = (("GET", "", None), ("GET", f"/models/{name}", None), ("GET", f"/models/{name}/ready", None),
+            ("POST", f"/models/{name}/infer", body), ("POST", "/repository/index", None))
+    for method, path, payload in asks:
+        r = requests.request(method, base + path, json=payload, timeout=30)
+        assert r.status_code == 401 and set(r.json()) == {"error"} and r.headers["WWW-Authenticate"].startswith("Bearer"), (path, r.text)
+        r = requests.request(method, base + path, json=payload, headers={"Authorization": f"Bearer {read}"}, timeout=30)
+        assert r.status_code == 200, (path, r.text)
+    for change in ("load", "unload"):
+        url = f"{base}/repository/models/{name}/{change}"
+        r = requests.post(url, headers={"Authorization": f"Bearer {read}"}, timeout=10)
+        assert r.status_code == 403 and "write" in r.json()["error"], r.text
+        assert requests.post(url, headers={"Authorization": f"Bearer {write}"}, timeout=10).status_code == 200
