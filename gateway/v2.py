@@ -26,13 +26,11 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from sqlalchemy import select
 
 from contracts import v2, v2_rows
 from contracts.errors import InvalidInput, MLServerError, NotTrained, TrainingFailed, Unavailable
 from contracts.schemas import StatusEvent
 from contracts.status import Status
-from contracts.store import Model, TrainingSession
 from contracts.topology import EventKind
 from contracts.v2 import V2
 
@@ -197,14 +195,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 async def index(request: web.Request) -> web.Response:
     """Every model's versions: `READY` when done and a consumer of the family is up, else `UNAVAILABLE` with why."""
     only_ready = (await _json_body(request)).get("ready") is True
-    async with request.app[RECORDS].sessions() as db:
-        found = (
-            await db.execute(
-                select(Model.model_key, Model.name, Model.family, TrainingSession.version, TrainingSession.status, TrainingSession.error)
-                .join(TrainingSession, TrainingSession.model_id == Model.id)
-                .order_by(Model.id, TrainingSession.version)
-            )
-        ).all()
+    found = await request.app[CATALOG].every_version()
     families = sorted({r.family for r in found})
     up: dict[str, bool] = {f: False for f in families}
     if families and request.app[BROKER].ready:

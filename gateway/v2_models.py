@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import ValidationError
+from sqlalchemy import select
 
 from contracts.errors import Conflict, InvalidInput, NotFound, NotTrained, TrainingFailed
 from contracts.schemas import ALIAS_NAME, MODEL_KEY, POSITIVE_ID
 from contracts.status import Status
+from contracts.store import Model, TrainingSession
 from contracts.topology import EventKind
 
 from .records import Records
@@ -139,6 +141,16 @@ class Catalog:
             meta=dict(artifact.meta or {}) if artifact is not None else {},
             versions=tuple(sorted(t.version for t, _ in rows)),
         )
+
+    async def every_version(self) -> list[Any]:
+        """(model_key, name, family, version, status, error) of every version of every model, oldest model first."""
+        async with self.records.sessions() as db:
+            query = (
+                select(Model.model_key, Model.name, Model.family, TrainingSession.version, TrainingSession.status, TrainingSession.error)
+                .join(TrainingSession, TrainingSession.model_id == Model.id)
+                .order_by(Model.id, TrainingSession.version)
+            )
+            return list((await db.execute(query)).all())
 
     async def follow(self, events: asyncio.Queue[Any]) -> None:
         """Forget a model's versions when an event says it changed (until the queue says stop: None)."""
