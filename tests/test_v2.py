@@ -6,8 +6,12 @@ model: the V2 routes are another wire to the same road, not another model.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import struct
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +22,7 @@ import tritonclient.http as triton
 from palmerpenguins import load_penguins
 from tritonclient.utils import InferenceServerException
 
-from client import ModelClient, NotFound
+from client import AsyncModelClient, ModelClient, NotFound
 from gateway.auth import new_token
 
 from .stack import Stack, wait_for
@@ -193,6 +197,12 @@ def test_an_alias_is_a_version(stack: Stack) -> None:
     r = requests.post(f"{stack.url}/v2/models/{name}/versions/nobody/infer", json=body, timeout=30)
     assert r.status_code == 404 and "no alias 'nobody'" in r.json()["error"]
 
+    async def ask() -> pd.DataFrame:
+        async with AsyncModelClient(stack.url) as remote:
+            return await remote.infer(name, probe, version="champion")
+
+    assert list(asyncio.run(ask())["t"]) == list(native(stack, key, probe, version=first["version"])["t"])
+
 
 def test_errors_are_the_protocols_and_name_what_is_wrong(stack: Stack) -> None:
     model = numeric_model(stack)
@@ -306,3 +316,27 @@ def test_scopes_read_for_asking_write_for_load_and_unload(fresh_stack: Stack) ->
         r = requests.post(url, headers={"Authorization": f"Bearer {read}"}, timeout=10)
         assert r.status_code == 403 and "write" in r.json()["error"], r.text
         assert requests.post(url, headers={"Authorization": f"Bearer {write}"}, timeout=10).status_code == 200
+
+
+def test_the_docs_examples_run_as_written(stack: Stack) -> None:
+    """docs/v2.md's curl and Python examples, against this stack, for the model they name (`churn`)."""
+    client = ModelClient(stack.url)
+    x = numbers(120, seed=4)
+    state = client.fit("logreg", x, pd.Series(np.where(x["a"] > 0, "stays", "leaves"), name="churned"), name="churn")
+    client.set_alias(state["model_key"], "champion", state["version"])
+    text = (Path(__file__).resolve().parent.parent / "docs" / "v2.md").read_text()
+    host = stack.url.removeprefix("http://")
+    blocks = re.findall(r"```(bash|python)\n(.*?)```", text, re.S)
+    assert [kind for kind, _ in blocks] == ["bash", "python", "python"]
+    for kind, code in blocks:
+        code = code.replace("localhost:8080", host)
+        if kind == "bash":
+            out = subprocess.run(["bash", "-ec", code], capture_output=True, text=True, timeout=60, check=True).stdout
+            assert '"error"' not in out and out.count('"model_name"') == 2 and '"state":"READY"' in out, out
+        else:
+            namespace: dict[str, Any] = {"frame": numbers(5, seed=8)}
+            exec(compile(code, "docs/v2.md", "exec"), namespace)  # noqa: S102 - the documentation's own example
+            if "result" in namespace:
+                assert len(namespace["labels"]) == 1000 and namespace["classes"] == ["leaves", "stays"]
+            else:
+                assert list(namespace["proba"].columns) == ["leaves", "stays"] and len(namespace["answer"]) == 5
