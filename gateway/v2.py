@@ -255,14 +255,10 @@ async def _start(app: web.Application) -> None:
 
     catalog = app[CATALOG] = Catalog(app[RECORDS], app[REGISTRY])
     hub = app[EVENTS]
-    watching = hub.watch_all()
-    inbox = watching.__enter__()
 
     async def follow() -> None:
-        try:
+        with hub.watch_all() as inbox:
             await catalog.follow(inbox)
-        finally:
-            watching.__exit__(None, None, None)
 
     app[_FOLLOWER] = asyncio.get_running_loop().create_task(follow())
 

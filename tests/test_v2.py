@@ -197,6 +197,14 @@ def test_an_alias_is_a_version(stack: Stack) -> None:
     r = requests.post(f"{stack.url}/v2/models/{name}/versions/nobody/infer", json=body, timeout=30)
     assert r.status_code == 404 and "no alias 'nobody'" in r.json()["error"]
 
+    # The model now serves its champion: paths without a version follow (the gateway forgets what it resolved).
+    client.edit_model(key, serving="champion")
+
+    def default_version() -> str:
+        return str(requests.post(f"{stack.url}/v2/models/{name}/infer", json=body, timeout=30).json()["model_version"])
+
+    wait_for(lambda: default_version() == str(first["version"]), what="the serving alias followed")
+
     async def ask() -> pd.DataFrame:
         async with AsyncModelClient(stack.url) as remote:
             return await remote.infer(name, probe, version="champion")
