@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from .errors import InvalidInput, MLServerError
+from .errors import InvalidInput
 
 
 class V2:
@@ -394,7 +394,3 @@ def encode_response(model_name: str, version: int | None, request_id: str | None
         return text, None
     return b"".join([text, *blobs]), len(text)
 
-
-def error_body(error: MLServerError) -> bytes:
-    """The protocol's error answer: `{"error": "<message>"}`."""
-    return orjson.dumps({"error": error.message})
