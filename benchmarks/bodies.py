@@ -19,6 +19,8 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from contracts import paths
+
 from .common import FAMILY, FEATURES, JSON, PARQUET
 
 # The orients the seed's predict accepted; `columns` is what its client sends.
@@ -80,7 +82,7 @@ def seed_json(gateway: str, model_key: str, rows: int, orient: str = "columns") 
 def rest_parquet(gateway: str, model_key: str, rows: int) -> HttpRequest:
     """A Parquet predict on the seed-compatible route: model_key in the query string, Parquet back."""
     return HttpRequest(
-        f"{gateway}/{FAMILY}?model_key={quote(model_key)}", parquet_body(rows), {"Content-Type": PARQUET, "Accept": PARQUET}
+        gateway + paths.fill(paths.SEED, family=FAMILY) + f"?model_key={quote(model_key)}", parquet_body(rows), {"Content-Type": PARQUET, "Accept": PARQUET}
     )
 
 
@@ -88,12 +90,38 @@ def mlserver_v2(mlserver: str, rows: int) -> HttpRequest:
     """MLServer's V2 inference protocol, JSON: one FP64 tensor of rows x 10."""
     frame = predict_frame(rows)
     tensor = {"name": "predict", "shape": list(frame.shape), "datatype": "FP64", "data": frame.to_numpy().ravel().tolist()}
-    return HttpRequest(f"{mlserver}/v2/models/{FAMILY}/infer", json.dumps({"inputs": [tensor]}).encode(), {"Content-Type": JSON})
+    return HttpRequest(mlserver + paths.fill(paths.V2_INFER, model=FAMILY), json.dumps({"inputs": [tensor]}).encode(), {"Content-Type": JSON})
+
+
+def v2_json(gateway: str, model_key: str, rows: int) -> HttpRequest:
+    """ml-server's V2 route, JSON both ways: the same FP64 tensor of rows x 10 as MLServer gets."""
+    frame = predict_frame(rows)
+    tensor = {"name": "x", "shape": list(frame.shape), "datatype": "FP64", "data": frame.to_numpy().ravel().tolist()}
+    return HttpRequest(gateway + paths.fill(paths.V2_INFER, model=model_key), json.dumps({"inputs": [tensor]}).encode(), {"Content-Type": JSON})
+
+
+def v2_binary(gateway: str, model_key: str, rows: int) -> HttpRequest:
+    """ml-server's V2 route with Triton's binary tensors both ways, as tritonclient sends them by default."""
+    from contracts.v2 import BINARY_CONTENT_TYPE, HEADER_LENGTH
+
+    frame = predict_frame(rows)
+    data = np.ascontiguousarray(frame.to_numpy(), dtype="<f8").tobytes()
+    header = json.dumps(
+        {"inputs": [{"name": "x", "shape": list(frame.shape), "datatype": "FP64", "parameters": {"binary_data_size": len(data)}}],
+         "parameters": {"binary_data_output": True}}
+    ).encode()
+    return HttpRequest(
+        gateway + paths.fill(paths.V2_INFER, model=model_key), header + data, {"Content-Type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(len(header))}
+    )
 
 
 def http_request(spec: dict[str, Any], sc: dict[str, Any]) -> HttpRequest:
-    """The request of an HTTP scenario (`kind` seed_json, rest_parquet or mlserver)."""
+    """The request of an HTTP scenario (`kind` seed_json, rest_parquet, v2_json, v2_binary or mlserver)."""
     kind, rows = sc["kind"], sc["rows"]
+    if kind == "v2_json":
+        return v2_json(spec["gateway"], spec["model_key"], rows)
+    if kind == "v2_binary":
+        return v2_binary(spec["gateway"], spec["model_key"], rows)
     if kind == "seed_json":
         return seed_json(spec["gateway"], spec["model_key"], rows, sc.get("orient", "columns"))
     if kind == "rest_parquet":
@@ -135,8 +163,14 @@ def answer_problem(sc: dict[str, Any], status: int, content_type: str, body: byt
             if content_type != PARQUET:
                 return f"Content-Type {content_type!r}, not Parquet"
             n = pq.read_table(io.BytesIO(body)).num_rows
-        elif kind == "mlserver":
+        elif kind in ("mlserver", "v2_json"):
             n = int(json.loads(body)["outputs"][0]["shape"][0])
+        elif kind == "v2_binary":
+            answer, end = json.JSONDecoder().raw_decode(body.decode("latin-1"))  # one character per byte: `end` counts bytes
+            output = answer["outputs"][0]
+            n = int(output["shape"][0])
+            if len(body) - end != output["parameters"]["binary_data_size"] or content_type != "application/octet-stream":
+                return f"not a binary answer: {output}"
         else:
             raise ValueError(kind)
     except (ValueError, KeyError, IndexError, TypeError) as e:

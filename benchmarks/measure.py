@@ -17,8 +17,10 @@ from .wrk import Wrk
 
 from contracts import paths
 
-HTTP_KINDS = ("seed_json", "rest_parquet", "mlserver")
-GATEWAY_KINDS = ("seed_json", "rest_parquet")
+HTTP_KINDS = ("seed_json", "rest_parquet", "v2_json", "v2_binary", "mlserver")
+GATEWAY_KINDS = ("seed_json", "rest_parquet", "v2_json", "v2_binary")
+# The Open Inference Protocol's rows (`--only v2`: these, the echo floor and MLServer's).
+V2_KINDS = ("v2_json", "v2_binary")
 # The gateway's predict-coalescing settings recorded with a run (contracts/settings.py).
 BATCH_SETTINGS = ("batch_max_rows", "batch_max_wait", "batch_inflight")
 BATCH_HISTOGRAMS = ("ml_server_gateway_predict_batch_requests", "ml_server_gateway_predict_batch_rows")
@@ -30,12 +32,14 @@ def target_name(kind: str, orient: str | None = None) -> str:
         "seed_json": f"ml-server seed JSON ({orient})",
         "rest_parquet": "ml-server REST Parquet",
         "amqp": "ml-server AMQP",
+        "v2_json": "ml-server V2 JSON",
+        "v2_binary": "ml-server V2 binary",
         "mlserver": "MLServer REST JSON (V2)",
     }[kind]
 
 
-def plan(mlserver: bool) -> list[dict[str, Any]]:
-    """Every predict measurement of a run, in order."""
+def plan(mlserver: bool, only: str = "all") -> list[dict[str, Any]]:
+    """Every predict measurement of a run, in order (`only="v2"`: the V2 rows and what they are compared with)."""
     out: list[dict[str, Any]] = []
 
     def add(kind: str, clients: int, rows: int, orient: str | None = None) -> None:
@@ -52,10 +56,12 @@ def plan(mlserver: bool) -> list[dict[str, Any]]:
     for orient in SEED_ORIENTS[1:]:  # the other orients the seed accepted, 32 connections
         for rows in (1, 1000):
             add("seed_json", 32, rows, orient)
-    for kind in ("rest_parquet", "amqp", *(("mlserver",) if mlserver else ())):
+    for kind in ("rest_parquet", "amqp", *V2_KINDS, *(("mlserver",) if mlserver else ())):
         for rows in (1, 1000):
             for clients in (1, 32):
                 add(kind, clients, rows)
+    if only == "v2":
+        out = [sc for sc in out if sc["kind"] in ("echo", "mlserver", *V2_KINDS)]
     return out
 
 

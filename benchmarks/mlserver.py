@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from contracts import paths
+
 from .common import FAMILY, HERE, Fatal, free_port, wait_for
 from .stack import Processes
 
@@ -82,7 +84,7 @@ def start_mlserver(procs: Processes, workdir: Path, model: Any) -> tuple[str, in
     def ready() -> bool:
         if proc.poll() is not None:
             raise Fatal(f"mlserver exited with {proc.returncode}: {procs.log('mlserver')[-800:]}")
-        return bool(requests.get(f"{url}/v2/models/{FAMILY}/ready", timeout=2).ok)
+        return bool(requests.get(url + paths.fill(paths.V2_MODEL_READY, model=FAMILY), timeout=2).ok)
 
     wait_for(ready, 120, "MLServer", interval=0.3)
     return url, proc.pid, version

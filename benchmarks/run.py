@@ -1,6 +1,7 @@
 """Side-by-side benchmark of ml-server, in one run, on this machine.
 
     .venv/bin/python -m benchmarks.run [--quick] [--out DIR] [--mlserver] [--soak SECONDS] [--http-loadgen auto|wrk|python]
+                                       [--only all|v2]
 
 Measures, against the local RabbitMQ (ML_SERVER_BENCH_BROKER_URL, default
 amqp://guest:guest@127.0.0.1:5672/):
@@ -25,6 +26,9 @@ amqp://guest:guest@127.0.0.1:5672/):
   (1-row and 1,000-row REST Parquet predicts from 32 clients, a seed-JSON predict
   stream, a fit every 5 s) while the RSS of the gateway and consumer is sampled;
 - peak RSS (VmHWM) of the gateway and consumer processes at the end;
+- the Open Inference Protocol (`POST /v2/models/{model_key}/infer`): one FP64 tensor of rows x 10, JSON both
+  ways (as MLServer is asked) and binary both ways (Triton's extension), at 1 and 32 connections, 1 and 1,000
+  rows; `--only v2` measures these, the echo floor and MLServer only (one 10,000-row fit, no soak);
 - with --mlserver: Seldon MLServer (scikit-learn runtime, same model, V2 JSON) installed on
   demand into benchmarks/.venv-mlserver, driven by the same load generator as ml-server's HTTP rows.
 
@@ -82,6 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="load generator of the HTTP rows: wrk when installed (auto, the default), wrk, or the Python one",
     )
+    p.add_argument("--only", choices=("all", "v2"), default="all", help="v2: only the Open Inference Protocol's rows and their references")
     args = p.parse_args(argv)
     if args.soak is not None and args.soak < 0:
         p.error("--soak must not be negative")
@@ -125,7 +130,7 @@ def measure_all(args: argparse.Namespace, results: dict[str, Any], procs: Proces
     print("fit through ml-server (POST /families/logreg/models, submit to done) ...", flush=True)
     results["fit"] = {}
     predict_key = None
-    for rows in (10_000, 100_000):
+    for rows in (10_000,) if args.only == "v2" else (10_000, 100_000):
         f = fit_through_server(url, rows, f"bench-{rows}")
         results["fit"][rows] = f
         predict_key = predict_key or f["model_key"]
@@ -145,7 +150,7 @@ def measure_all(args: argparse.Namespace, results: dict[str, Any], procs: Proces
         print(f"MLServer SKIPPED: {results['mlserver_skipped']}", flush=True)
 
     wrk, results["loadgen"] = choose_wrk(args.http_loadgen, workdir, duration, warmup)
-    scenarios = plan(mlserver_url is not None)
+    scenarios = plan(mlserver_url is not None, args.only)
     spec = {"gateway": url, "model_key": predict_key, "namespace": namespace, "mlserver": mlserver_url, "duration": duration, "warmup": warmup}
     check_answers(spec, scenarios)
     lg = results["loadgen"]
@@ -205,7 +210,7 @@ def write(results: dict[str, Any], out: Path) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     duration, warmup = (1.0, 0.3) if args.quick else (3.0, 0.7)
-    soak_seconds = args.soak if args.soak is not None else (20.0 if args.quick else 300.0)
+    soak_seconds = args.soak if args.soak is not None else 0.0 if args.only == "v2" else (20.0 if args.quick else 300.0)
     workdir = Path(tempfile.mkdtemp(prefix="ml-server-bench-"))
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     procs = Processes(workdir)

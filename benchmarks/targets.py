@@ -153,6 +153,21 @@ class Scorer:
             self.add("P5", what, None, "not measured", "growth < 10 %", None, "no soak (--soak 0)")
 
 
+def v2(s: Scorer) -> None:
+    """The Open Inference Protocol against MLServer's, and its 1-row latency against the broker's floor."""
+    s.rps_vs_mlserver("V2a", "V2 JSON, 1 row, 32 connections ÷ MLServer V2, req/s", s.find("v2_json", 32, 1), 32, 1, 2)
+    s.rps_vs_mlserver("V2b", "V2 JSON, 1,000 rows, 32 connections ÷ MLServer V2, req/s", s.find("v2_json", 32, 1000), 32, 1000, 2)
+    s.rps_vs_mlserver("V2c", "V2 binary, 1,000 rows, 32 connections ÷ MLServer V2 JSON, req/s", s.find("v2_binary", 32, 1000), 32, 1000, 3)
+    floor, mine = s.find("echo", 1, 1), s.find("v2_json", 1, 1)
+    what = "V2 JSON 1-row p50, 1 connection ÷ echo-RPC floor p50"
+    if floor and mine:
+        v = mine["p50_ms"] / floor["p50_ms"]
+        shown = f"{v:.2f}× ({mine['p50_ms']:.2f} ms, {mine['loadgen']}, vs {floor['p50_ms']:.2f} ms, {floor['loadgen']})"
+        s.add("V2d", what, v, shown, "≤ 2×", v <= 2)
+    else:
+        s.add("V2d", what, None, "not measured", "≤ 2×", None)
+
+
 def score_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     s = Scorer(results)
     s.p1()
@@ -160,4 +175,5 @@ def score_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     s.p3()
     s.p4()
     s.p5()
+    v2(s)
     return s.out

@@ -4,6 +4,7 @@
 --   BENCH_WRK_CONTENT_TYPE  its Content-Type
 --   BENCH_WRK_ACCEPT        Accept header (optional)
 --   BENCH_WRK_METHOD        method (POST unless set)
+--   BENCH_WRK_HEADER        one more header, "Name: value" (optional; V2 binary bodies' JSON length)
 
 function init(args)
    local f = assert(io.open(assert(os.getenv("BENCH_WRK_BODY"), "BENCH_WRK_BODY is not set"), "rb"))
@@ -14,6 +15,11 @@ function init(args)
    local accept = os.getenv("BENCH_WRK_ACCEPT")
    if accept and accept ~= "" then
       wrk.headers["Accept"] = accept
+   end
+   local extra = os.getenv("BENCH_WRK_HEADER")
+   if extra and extra ~= "" then
+      local name, value = extra:match("^([^:]+):%s*(.*)$")
+      wrk.headers[name] = value
    end
 end
 

@@ -68,6 +68,7 @@ class Wrk:
             "BENCH_WRK_CONTENT_TYPE": req.headers.get("Content-Type", "application/octet-stream"),
             "BENCH_WRK_ACCEPT": req.headers.get("Accept", ""),
             "BENCH_WRK_METHOD": req.method,
+            "BENCH_WRK_HEADER": next((f"{k}: {v}" for k, v in req.headers.items() if k not in ("Content-Type", "Accept")), ""),
         }
         args = [self.exe, f"-t{min(THREADS, clients)}", f"-c{clients}", f"-d{duration}s", "--timeout", "30s", "-s", str(SCRIPT), req.url]
         proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

@@ -18,7 +18,17 @@ import numpy as np
 import pandas as pd
 
 from contracts import paths
-from contracts.errors import MLServerError, NotFound, TrainingFailed, from_wire
+from contracts.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    MLServerError,
+    NotFound,
+    NotTrained,
+    PayloadTooLarge,
+    TrainingFailed,
+    Unavailable,
+    from_wire,
+)
 from contracts.frames import JSON, PARQUET, ParquetCodec, encode_training
 from contracts.pandas_json import JsonCodec
 from contracts.status import Status
@@ -50,10 +60,19 @@ def as_frame(data: pd.DataFrame | pd.Series | np.ndarray) -> pd.DataFrame:
     return _strings(frame)
 
 
+_V2_ERRORS: dict[int, type[MLServerError]] = {
+    400: InvalidInput, 404: NotFound, 409: NotTrained, 413: PayloadTooLarge, 503: Unavailable, 504: DeadlineExceeded,
+}
+
+
 def error_from(status: int, body: bytes) -> MLServerError:
     """The typed error for an error answer `{"error": {code, message, fields?}}`."""
     try:
         err = json.loads(body)["error"]
+        if isinstance(err, str):  # the Open Inference Protocol's `{"error": message}` (/v2 routes)
+            error = _V2_ERRORS.get(status, MLServerError)(err)
+            error.status = status
+            return error
         error = from_wire(err.get("code", ""), err.get("message", ""), err.get("fields"))
     except (ValueError, KeyError, TypeError, AttributeError):
         error = MLServerError(f"HTTP {status}: {body[:500].decode(errors='replace')}")

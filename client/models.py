@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import requests
 
-from . import _wire, waiting
+from . import _v2, _wire, waiting
 from ._wire import Call, Format, error_from
 
 Data: TypeAlias = pd.DataFrame | pd.Series | np.ndarray
@@ -195,6 +195,12 @@ class ModelClient(_Registry):
         result: pd.DataFrame = self._do(_wire.predict(self.format, model_key, x, version=version, kwargs=arguments, alias=alias))
         return result
 
+    def infer(self, model: str, x: Data, *, version: int | str | None = None, method: str = "predict") -> pd.DataFrame:
+        """The same predict over the Open Inference Protocol (`/v2`, binary tensors): `model` a name or a
+        model_key, `version` a number or an alias (default: the model's serving version)."""
+        result: pd.DataFrame = self._do(_v2.infer(model, x, version=version, method=method))
+        return result
+
     def status(self, family: str, model_key: str) -> dict[str, Any]:
         return self._do(_wire.status(model_key, family))
 
@@ -330,6 +336,12 @@ class AsyncModelClient(_Registry):
         arguments = kwargs if method == "predict" else {"method": method, **kwargs}
         call = _wire.predict(self.format, model_key, x, version=version, kwargs=arguments, alias=alias)
         return await self._do(call)
+
+    async def infer(self, model: str, x: Data, *, version: int | str | None = None, method: str = "predict") -> pd.DataFrame:
+        """`ModelClient.infer`: the predict over the Open Inference Protocol."""
+        call = await asyncio.to_thread(_v2.infer, model, x, version=version, method=method)
+        result: pd.DataFrame = await self._do(call)
+        return result
 
     async def status(self, family: str, model_key: str) -> dict[str, Any]:
         return await self._do(_wire.status(model_key, family))

@@ -11,6 +11,7 @@ changed. No SQL and no deserialization on the hot path.
 from __future__ import annotations
 
 import asyncio
+import logging
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +23,7 @@ from marshmallow import ValidationError
 
 from contracts import logs
 from contracts.columns import InputSchema, conform
-from contracts.errors import InvalidInput
+from contracts.errors import InvalidInput, MLServerError
 from contracts.frames import ParquetCodec, check_table, has_default_index, normalize, numeric_matrix
 from contracts.schemas import PredictHeaders
 
@@ -30,6 +31,8 @@ from . import backends, metrics, preprocess
 from .cache import Loaded, ModelCache, Resolutions
 from .families import Family
 from .records import Records
+
+log = logging.getLogger(__name__)
 
 # Frames up to this many rows are predicted on the event loop; bigger ones in a thread.
 INLINE_ROWS = 2_000
@@ -85,6 +88,16 @@ class Runtime:
             loaded = Loaded(estimator, art.meta, where.version, art.backend, schema)
             self.cache.put(cache_key, loaded)
         return loaded
+
+    async def warm(self, model_key: str) -> None:
+        """Load the model's default version now (the V2 repository's `load`): its next predict finds it in memory."""
+        self.resolutions.drop(model_key)
+        try:
+            loaded = await self.loaded(model_key, None)
+        except MLServerError as e:
+            log.warning("model=%s not loaded: %s", model_key, e.message)
+            return
+        log.info("model=%s version %d loaded into the cache", model_key, loaded.version)
 
     def forget(self, model_key: str) -> int:
         """Drop what is remembered of a model (deleted, an alias moved, or a newer version is the default now)."""

@@ -94,6 +94,7 @@ class Consumer:
         self._predicts_in_flight = 0
         self._predicts_idle = asyncio.Event()
         self._predicts_idle.set()
+        self._warming: set[asyncio.Task[None]] = set()  # V2 repository `load`s under way
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -368,6 +369,15 @@ class Consumer:
             return
         served = self.served.get(event["family"])
         if served is None:
+            return
+        if event["event"] == EventKind.LOAD:
+            task = asyncio.get_running_loop().create_task(served.runtime.warm(event["model_key"]))
+            self._warming.add(task)
+            task.add_done_callback(self._warming.discard)
+            return
+        if event["event"] == EventKind.UNLOAD:
+            dropped = served.runtime.forget(event["model_key"])
+            log.info("model=%s dropped %d cached version(s) (unload)", event["model_key"], dropped)
             return
         # Deleted, an alias moved, or a newer version is the default now (older ones load again if asked for).
         deleted = event["event"] == EventKind.DELETED

@@ -39,6 +39,20 @@ MODEL_EVENTS = "/models/{model_key}/events"
 MODEL_HISTORY = "/models/{model_key}/history"
 MODEL_ALIAS = "/models/{model_key}/aliases/{alias}"
 
+# the Open Inference Protocol (KServe V2)
+V2_SERVER = "/v2"
+V2_LIVE = "/v2/health/live"
+V2_READY = "/v2/health/ready"
+V2_MODEL = "/v2/models/{model}"
+V2_MODEL_VERSION = "/v2/models/{model}/versions/{version}"
+V2_MODEL_READY = "/v2/models/{model}/ready"
+V2_MODEL_VERSION_READY = "/v2/models/{model}/versions/{version}/ready"
+V2_INFER = "/v2/models/{model}/infer"
+V2_VERSION_INFER = "/v2/models/{model}/versions/{version}/infer"
+V2_INDEX = "/v2/repository/index"
+V2_LOAD = "/v2/repository/models/{model}/load"
+V2_UNLOAD = "/v2/repository/models/{model}/unload"
+
 # the seed's contract: five verbs on one path per family (registered last: it matches any one-segment path)
 SEED = "/{family}"
 

@@ -85,6 +85,8 @@ class EventKind(StrEnum):
     ALIAS = "alias"  # an alias was set, moved or removed, or the model's serving alias changed
     # A job message for the model was dead-lettered before it became a version (`x-error-message` says why).
     REJECTED = "rejected"
+    LOAD = "load"  # load the model's default version into the consumers' caches now (V2 repository `load`)
+    UNLOAD = "unload"  # drop the model from the consumers' caches (V2 repository `unload`; nothing is deleted)
 
 
 class MessageType:

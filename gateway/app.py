@@ -15,7 +15,7 @@ from contracts.errors import MLServerError, NotFound, PayloadTooLarge, Unavailab
 from contracts.settings import Settings
 from contracts.store import make_engine
 
-from . import auth, events, metrics
+from . import auth, events, metrics, v2
 from .batching import Coalescer
 from .records import Records
 from .rpc import Broker
@@ -65,7 +65,7 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
 
 def make_app(settings: Settings) -> web.Application:
     checks = [auth.middleware(settings)] if settings.tokens else []  # no tokens: nothing to check
-    app = web.Application(middlewares=[metrics.middleware, errors, *checks], client_max_size=settings.max_body)
+    app = web.Application(middlewares=[metrics.middleware, v2.errors, errors, *checks], client_max_size=settings.max_body)
     app[SETTINGS] = settings
     frames.set_max_columns(settings.max_columns)
     app[ROUTES] = TABLE
@@ -73,6 +73,7 @@ def make_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_broker)
     events.setup(app)  # the event hub; needs the broker
+    v2.setup(app)  # the Open Inference Protocol's catalog of models
     return app
 
 

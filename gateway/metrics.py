@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
+
 if TYPE_CHECKING:  # rpc.py reports predict batches here
     from .rpc import Broker
 

@@ -36,6 +36,7 @@ from contracts.schemas import (
     VersionPatch,
 )
 
+from . import v2_openapi
 from .routing import Route, Scope
 from .state import ROUTES
 
@@ -43,6 +44,7 @@ TAGS = [
     {"name": "seed", "description": "the original project's API: its client works unchanged"},
     {"name": "ml-server", "description": "models, versions and families as resources, with everything there is to know"},
     {"name": "registry", "description": "aliases, the serving alias, tags, descriptions, history, imported models"},
+    {"name": "v2", "description": "the Open Inference Protocol (KServe V2, Triton's binary tensors): see docs/v2.md"},
     {"name": "operations", "description": "health, readiness, metrics, this document"},
 ]
 
@@ -83,6 +85,7 @@ def _query_parameters(plugin: MarshmallowPlugin, schema: type[Schema], *, only_p
 ERRORS = {
     401: ("Unauthorized", "a bearer token is needed (only when the gateway has ML_SERVER_TOKENS)"),
     403: ("Forbidden", "a read token on a write operation"),
+    400: ("BadRequest", "a request the protocol's error answers as 400 (the Open Inference Protocol's routes)"),
     404: ("NotFound", "unknown family (no consumer registered it) or unknown model_key"),
     409: ("Conflict", "not trained yet, training failed, a stored model this server cannot load, or a state the change contradicts"),
     413: ("PayloadTooLarge", "body over its size limit"),
@@ -112,13 +115,20 @@ def _response_schemas() -> list[type[Schema]]:
     return [cls for cls in vars(responses).values() if isinstance(cls, type) and issubclass(cls, Schema) and cls is not Schema]
 
 
+def _error(route: Route, status: int) -> dict[str, Any]:
+    if route.error_answer is not None:
+        return {"description": route.error_answer.description, "content": route.error_answer.content}
+    return {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
+
+
 def _operation(plugin: MarshmallowPlugin, route: Route) -> dict[str, Any]:
     names = paths.placeholders(route.path)
+    known = {**PATH_PARAMETERS, **route.parameters}
     parameters = [
-        {"name": n, "in": "path", "required": True, "description": PATH_PARAMETERS[n][0],
-         "schema": {"type": "string", "enum": route.enums[n]} if n in route.enums else PATH_PARAMETERS[n][1]}
+        {"name": n, "in": "path", "required": True, "description": known[n][0],
+         "schema": {"type": "string", "enum": route.enums[n]} if n in route.enums else known[n][1]}
         for n in names
-    ]
+    ] + list(route.headers)
     if route.query is not None:
         parameters += [p for p in _query_parameters(plugin, route.query, only_parquet=route.parquet_query) if p["name"] not in names]
     answers = {
@@ -130,12 +140,12 @@ def _operation(plugin: MarshmallowPlugin, route: Route) -> dict[str, Any]:
         "operationId": route.name,
         "summary": route.summary,
         "parameters": parameters,
-        "responses": {**answers, **{str(s): {"$ref": f"#/components/responses/{ERRORS[s][0]}"} for s in route.errors}},
+        "responses": {**answers, **{str(s): _error(route, s) for s in route.errors}},
     }
     if route.description:
         operation["description"] = route.description
     if route.body is not None:
-        operation["requestBody"] = {"required": True, "content": route.body, **({"description": route.body_description} if route.body_description else {})}
+        operation["requestBody"] = {"required": route.body_required, "content": route.body, **({"description": route.body_description} if route.body_description else {})}
     if route.scope is Scope.OPEN:
         operation["security"] = []
     return operation
@@ -159,6 +169,8 @@ def build(table: Iterable[Route] | None = None) -> dict[str, Any]:
     )
     for schema in (*REQUEST_SCHEMAS, *_response_schemas()):
         spec.components.schema(schema.__name__, schema=schema)
+    for name, json_schema in v2_openapi.SCHEMAS.items():  # the protocol's own bodies, as JSON Schema
+        spec.components.schema(name, json_schema)
     for name, description in ERRORS.values():
         spec.components.response(name, {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}})
     operations: dict[str, dict[str, Any]] = {}

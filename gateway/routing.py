@@ -72,8 +72,12 @@ class Route:
     parquet_query: bool = False  # the query carries the fields only with a Parquet body
     body: Content | None = None
     body_description: str | None = None
+    body_required: bool = True
     operation_id: str | None = None
     enums: dict[str, list[str]] = field(default_factory=dict)  # path parameters with a fixed set of values
+    parameters: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # path parameters of its own: (description, schema)
+    headers: Sequence[dict[str, Any]] = ()  # header parameters, as OpenAPI spells them
+    error_answer: Answer | None = None  # errors in a protocol's own shape, instead of ml-server's error body
 
     @property
     def name(self) -> str:

@@ -6,6 +6,9 @@ one-segment path, so it comes last.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from contracts import paths
 from contracts.schemas import (
     EventsQuery,
@@ -20,8 +23,8 @@ from contracts.schemas import (
     VersionsQuery,
 )
 
-from . import asyncapi, dashboard, events, openapi, operations, resources, routes
-from .routing import BINARY, TEXT, Answer, Route, Scope, Table, frames, json, ref
+from . import asyncapi, dashboard, events, openapi, operations, resources, routes, v2, v2_openapi
+from .routing import BINARY, TEXT, Answer, Handler, Route, Scope, Table, frames, json, ref
 
 OPEN, READ, WRITE = Scope.OPEN, Scope.READ, Scope.WRITE
 DATA_ERRORS = (401, 403, 404, 413, 415, 422, 503)
@@ -41,6 +44,23 @@ IMPORT_ERRORS = (401, 403, 404, 409, 413, 415, 422, 503, 504)
 
 def ok(description: str, schema: str) -> Answer:
     return Answer(description, json(schema))
+
+
+def V2Route(method: str, path: str, handler: Handler, scope: Scope, summary: str, answers: dict[int, Answer],
+            errors: Sequence[int] = (), **more: Any) -> Route:
+    """A route of the Open Inference Protocol: its tag, its path parameters and its `{"error": message}` bodies."""
+    return Route(method, path, handler, scope, "v2", summary, answers, errors, parameters=v2_openapi.PARAMETERS,
+                 error_answer=Answer("`{\"error\": message}`", json("V2Error")), **more)
+
+
+V2_METADATA = {200: ok("inputs and outputs from the version's recorded input schema", "V2ModelMetadata")}
+V2_MODEL_READY = {200: ok("ready", "V2ModelReady"), 400: ok("not ready", "V2ModelReady")}
+V2_INFER_IS = "predict: JSON tensors, or JSON and binary tensors (Triton's extension); outputs named after methods"
+V2_INFERENCE = {200: Answer("the outputs; with binary outputs, the JSON's length in `Inference-Header-Content-Length`",
+                            {**json("V2InferenceResponse"), "application/octet-stream": BINARY})}
+V2_INFER_BODY = {**json("V2InferenceRequest"), "application/octet-stream": BINARY}
+V2_INFER_ERRORS = (400, 401, 404, 409, 413, 503, 504)
+V2_REPOSITORY_BODY = json({"type": "object", "properties": {"parameters": {"type": "object", "additionalProperties": True}}})
 
 
 ROUTES = Table(
@@ -131,6 +151,33 @@ ROUTES = Table(
               {200: ok("the alias", "AliasResponse")}, (*WRITE_ERRORS, 409), body=json("AliasRequest")),
         Route("DELETE", paths.MODEL_ALIAS, resources.remove_alias, WRITE, "registry", "remove an alias (409 for the one the model serves)",
               {200: ok("removed: `version` null", "AliasResponse")}, (*WRITE_ERRORS, 409)),
+        # ---- the Open Inference Protocol (KServe V2) ------------------------------------------------------------
+        V2Route("GET", paths.V2_SERVER, v2.server_metadata, READ, "the server's name, version and protocol extensions",
+                {200: ok("the server", "V2ServerMetadata")}, (401,), operation_id="v2_server"),
+        V2Route("GET", paths.V2_LIVE, v2.live, OPEN, "the process is up", {200: ok("live", "V2Live")}, operation_id="v2_live"),
+        V2Route("GET", paths.V2_READY, v2.ready, OPEN, "ready as /readyz is (400 when not)",
+                {200: ok("ready", "V2Ready"), 400: ok("not ready", "V2Ready")}, operation_id="v2_ready"),
+        V2Route("GET", paths.V2_MODEL, v2.model_metadata, READ, "a model's metadata (its default version's)", V2_METADATA,
+                (400, 401, 404, 409, 503), operation_id="v2_model"),
+        V2Route("GET", paths.V2_MODEL_VERSION, v2.model_metadata, READ, "a version's metadata", V2_METADATA,
+                (400, 401, 404, 409, 503), operation_id="v2_model_version"),
+        V2Route("GET", paths.V2_MODEL_READY, v2.model_ready, READ, "whether the default version can answer", V2_MODEL_READY,
+                (401, 404, 503), operation_id="v2_model_ready"),
+        V2Route("GET", paths.V2_MODEL_VERSION_READY, v2.model_ready, READ, "whether the version can answer", V2_MODEL_READY,
+                (401, 404, 503), operation_id="v2_model_version_ready"),
+        V2Route("POST", paths.V2_INFER, v2.infer, READ, V2_INFER_IS, V2_INFERENCE, V2_INFER_ERRORS, label="predict",
+                body=V2_INFER_BODY, headers=(v2_openapi.BINARY_LENGTH,), operation_id="v2_infer"),
+        V2Route("POST", paths.V2_VERSION_INFER, v2.infer, READ, V2_INFER_IS, V2_INFERENCE, V2_INFER_ERRORS, label="predict",
+                body=V2_INFER_BODY, headers=(v2_openapi.BINARY_LENGTH,), operation_id="v2_version_infer"),
+        V2Route("POST", paths.V2_INDEX, v2.index, READ, "every model's versions, READY or UNAVAILABLE (and why)",
+                {200: ok("the index", "V2RepositoryIndex")}, (400, 401, 503), operation_id="v2_index", body_required=False,
+                body=json({"type": "object", "properties": {"ready": {"type": "boolean"}}})),
+        V2Route("POST", paths.V2_LOAD, v2.load, WRITE, "load the model's default version into its consumers' caches",
+                {200: ok("asked of the consumers", "V2RepositoryChange")}, (400, 401, 403, 404, 409, 503), operation_id="v2_load",
+                body=V2_REPOSITORY_BODY, body_required=False),
+        V2Route("POST", paths.V2_UNLOAD, v2.unload, WRITE, "drop the model from its consumers' caches; nothing is deleted",
+                {200: ok("asked of the consumers", "V2RepositoryChange")}, (400, 401, 403, 404, 409, 503), operation_id="v2_unload",
+                body=V2_REPOSITORY_BODY, body_required=False),
         # ---- the seed's contract, exactly as the seed answered it ---------------------------------------------
         Route("PUT", paths.SEED, routes.fit, WRITE, "seed", "fit: train a model (a new version with `retrain`)",
               {200: ok("`{status, model_key}`, the seed's status names", "SeedTrainResponse")}, (*DATA_ERRORS, 409), label="fit",

@@ -387,6 +387,40 @@ def test_try_it_answers_what_the_api_answers(stack: Stack, browser: WebDriver) -
     wait_text(browser, "#try-result .error-box p", lambda t: "no column color" in t)
 
 
+def test_try_it_shows_the_same_request_over_v2_and_both_forms_run(stack: Stack, browser: WebDriver) -> None:
+    rng = np.random.default_rng(11)
+    x = pd.DataFrame({"a": rng.normal(size=200), "color": rng.choice(["red", "blue"], size=200)})
+    y = pd.DataFrame({"label": np.where(x["a"] + (x["color"] == "red") > 0.4, "yes", "no")})
+    key = fit(stack, "logreg", x, y, f"{stack.namespace}-ui-try-v2")["model_key"]
+    assert stack.wait_finished("logreg", key)["status"] == "done"
+    rows = pd.DataFrame({"a": [0.3, -0.5], "color": ["red", "blue"]})
+    labels = [r[0] for r in predict(stack, key, rows)["data"]]
+
+    open_page(browser, stack.url, f"/models/{key}/try")
+    element(browser, "#try-rows tr")
+    click(browser, "#try-add-row")
+    for i, record in enumerate(rows.to_dict("records")):
+        row = f"#try-rows tr:nth-child({i + 1})"
+        browser.find_element(By.CSS_SELECTOR, f'{row} [aria-label="a (number)"]').send_keys(str(record["a"]))
+        Select(browser.find_element(By.CSS_SELECTOR, f'{row} [aria-label="color (string)"]')).select_by_value(record["color"])
+    click(browser, "#try-submit")
+    element(browser, "#try-v2")
+    click(browser, "#try-v2 summary")
+    curl = text_of(browser, "#try-curl")
+    code = element(browser, "#try-triton").get_attribute("textContent") or ""
+
+    # The curl command's URL and body, sent as curl would send them.
+    url = curl.split("'")[1]
+    body = json.loads(curl.split(" -d '", 1)[1].rsplit("'", 1)[0])
+    assert url == f"{stack.url}/v2/models/{key}/infer" and body["parameters"] == {"content_type": "pd"}
+    answer = requests.post(url, json=body, timeout=30).json()
+    assert answer["outputs"][0]["data"] == labels and answer["outputs"][1]["name"] == "predict_proba"
+    # The Python code, run as it is shown.
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "try-triton", "exec"), namespace)  # noqa: S102 - the page's own example, against this stack
+    assert [v.decode() for v in namespace["result"].as_numpy("predict")] == labels
+
+
 def test_operations_page_shows_families_queues_predicts_and_latency(stack: Stack, browser: WebDriver) -> None:
     x = numbers(seed=9)
     key = fit(stack, "linreg", x, pd.DataFrame({"t": x["c"]}), f"{stack.namespace}-ui-ops")["model_key"]

@@ -33,7 +33,8 @@ PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").g
 RUNNABLE = {"python": "python", "py": "python", "sh": "sh", "bash": "sh", "shell": "sh"}
 FENCE = re.compile(r"^```(\S*)\s*$")
 NOT_RUN = re.compile(r"^<!--\s*not run here:\s*(.*?)\s*-->$")
-MAKE_RUN_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):8080|(?<![/\w])(?:127\.0\.0\.1|localhost):8080")
+MAKE_RUN_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost):8080")
+MAKE_RUN_HOST = re.compile(r"(?<![/\w])(?:127\.0\.0\.1|localhost):8080")  # as curl and tritonclient take it
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def test_every_block_says_what_it_is() -> None:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("example", TO_RUN, ids=[e.id for e in TO_RUN])
 def test_example_runs_twice(example: Example, stack: Stack, tmp_path: Path) -> None:
-    code = MAKE_RUN_URL.sub(stack.url, example.code)
+    code = MAKE_RUN_HOST.sub(stack.url.removeprefix("http://"), MAKE_RUN_URL.sub(stack.url, example.code))
     venv = Path(sys.executable).parent.parent
     (tmp_path / ".venv").symlink_to(venv)
     (tmp_path / "data").mkdir()

@@ -1,9 +1,11 @@
 // Try it: rows typed into a form built from the model's input schema, or pasted as CSV, and the prediction
-// (with the probabilities where the family has them), asked of POST /models/{key}/predict.
+// (with the probabilities where the family has them), asked of POST /models/{key}/predict; then the same
+// request over the Open Inference Protocol, as curl and as tritonclient code (v2.js).
 
 import { api } from "./api.js";
 import { PATHS, fill } from "./paths.js";
 import { clear, errorBox, h, number, title } from "./dom.js";
+import { asV2 } from "./v2.js";
 
 const MAX_SELECT = 50;
 
@@ -238,6 +240,7 @@ export async function tryView(root, { params, report }) {
       if (probabilities) calls.push(api(fill(PATHS.MODEL_PREDICT, { model_key: key }), { method: "POST", body: { ...body, kwargs: { method: "predict_proba" } } }));
       const [answer, proba] = await Promise.all(calls);
       showResult(data, split(answer), proba ? split(proba) : null);
+      result.append(asV2(key, target.value, schema, data, probabilities ? ["predict", "predict_proba"] : ["predict"]));
     } catch (e) {
       clear(result).append(errorBox(e));
     } finally {
