@@ -29,7 +29,7 @@ from aiohttp import web
 
 from contracts import v2, v2_rows
 from contracts.errors import InvalidInput, NotTrained, TrainingFailed, Unavailable
-from contracts.schemas import StatusEvent
+
 from contracts.status import Status
 from contracts.topology import EventKind
 from contracts.v2 import V2
@@ -217,7 +217,7 @@ async def _repository_event(request: web.Request, kind: EventKind) -> web.Respon
     if kind == EventKind.LOAD and not await _consumer_up(request, target.family):
         raise Unavailable(f"no consumer of family {target.family!r} is up to load model {target.name!r} into")
     event = {"event": kind, "model_key": target.model_key, "family": target.family}
-    await request.app[BROKER].publish_event(target.family, target.model_key, StatusEvent().dump(event))
+    await request.app[BROKER].publish_event(target.family, target.model_key, event)
     log.info("model=%s %s asked of the consumers of %s", target.model_key, kind.value, target.family)
     return _json({"name": target.name, "model_key": target.model_key, "version": str(target.version)})
 

@@ -96,9 +96,10 @@ def test_scopes_are_what_the_routes_do() -> None:
         if r.method in ("PUT", "PATCH", "DELETE"):
             assert r.scope is Scope.WRITE, r
         if r.scope is Scope.OPEN:
-            assert r.method == "GET" and r.tag == "operations" and r.path != paths.METRICS, r
+            assert r.method == "GET" and r.path != paths.METRICS, r
+            assert r.tag == "operations" or r.path in (paths.V2_LIVE, paths.V2_READY), r  # probes, documents, pages
     reads = {r.path for r in ROUTES if r.method == "POST" and r.scope is Scope.READ}
-    assert reads == {paths.MODEL_PREDICT, paths.SEED}
+    assert reads == {paths.MODEL_PREDICT, paths.SEED, paths.V2_INFER, paths.V2_VERSION_INFER, paths.V2_INDEX}
 
 
 @pytest.mark.integration
