@@ -1,0 +1,121 @@
+"""Which columns of an imported scikit-learn model hold text, read from the model itself.
+
+An import takes the kinds of its columns from the upload (`types`); without them
+every column would be a number, and a pipeline that one-hot encodes a text
+column would then fail its first predict deep inside scikit-learn
+(`TypeError: ufunc 'isnan' not supported`). The model often says which columns
+are text: an encoder (`OneHotEncoder`, `OrdinalEncoder`) whose categories are
+strings, or an imputer whose fill values are, applied to columns a
+`ColumnTransformer` selects (by name or position) or to the model's input as a
+whole. `read` collects those; when the model still can't predict on the sample
+row, `needing_text` finds the columns that make it work as text, so the answer
+names them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from contracts.columns import Column, InputSchema, Kind
+
+__all__ = ["needing_text", "read"]
+
+# Beyond this many columns `needing_text` does not try them one by one.
+MAX_PROBED = 200
+
+
+def read(model: Any, names: list[str]) -> dict[str, str]:
+    """{column: "string"} for the columns of `names` that the model's own encoders or imputers say are text."""
+    steps = _steps(model)
+    found: dict[str, str] = {}
+    first = steps[0] if steps else None
+    if first is not None and not _is_column_transformer(first):
+        for i in _text_positions(first, len(names)):
+            found[names[i]] = Kind.STRING.value
+    for step in steps:
+        if not _is_column_transformer(step):
+            continue
+        for _, transformer, columns in getattr(step, "transformers_", ()):
+            selected = _columns(columns, names)
+            if selected is None or isinstance(transformer, str):
+                continue
+            inner = _steps(transformer)
+            if inner:
+                for i in _text_positions(inner[0], len(selected)):
+                    found[selected[i]] = Kind.STRING.value
+    return found
+
+
+def needing_text(model: Any, schema: InputSchema, sample: Callable[[InputSchema], pd.DataFrame]) -> list[str]:
+    """The numeric columns of `schema` each of which the model only takes as text (tried one at a time on the
+    sample row); [] when none, or when there are too many columns to try."""
+    numeric = [c for c in schema.columns if not c.kind.text]
+    if not numeric or len(schema.columns) > MAX_PROBED:
+        return []
+    text = [c.name for c in numeric if _works(model, _with_text(schema, {c.name}), sample)]
+    if text and _works(model, _with_text(schema, set(text)), sample):
+        return text
+    if _works(model, _with_text(schema, {c.name for c in numeric}), sample):
+        return [c.name for c in numeric]
+    return text
+
+
+def _with_text(schema: InputSchema, names: set[str]) -> InputSchema:
+    return InputSchema(tuple(Column(c.name, Kind.STRING) if c.name in names else c for c in schema.columns))
+
+
+def _works(model: Any, schema: InputSchema, sample: Callable[[InputSchema], pd.DataFrame]) -> bool:
+    try:
+        model.predict(sample(schema))
+    except Exception:
+        return False
+    return True
+
+
+def _steps(model: Any) -> list[Any]:
+    steps = getattr(model, "steps", None)
+    if steps:
+        return [step for _, step in steps if not isinstance(step, str)]
+    return [model]
+
+
+def _is_column_transformer(step: Any) -> bool:
+    return hasattr(step, "transformers_")
+
+
+def _columns(columns: Any, names: list[str]) -> list[str] | None:
+    """The column names a ColumnTransformer entry selects, or None when it selects by a callable or nothing known."""
+    if isinstance(columns, str):
+        columns = [columns]
+    if isinstance(columns, slice):
+        return names[columns]
+    try:
+        values = list(np.asarray(columns).ravel())
+    except Exception:
+        return None
+    if all(isinstance(v, (bool, np.bool_)) for v in values) and len(values) == len(names):
+        return [n for n, keep in zip(names, values) if keep]
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return [names[int(v)] for v in values if -len(names) <= int(v) < len(names)]
+    if all(isinstance(v, str) for v in values):
+        return [v for v in values if v in names]
+    return None
+
+
+def _text_positions(step: Any, width: int) -> list[int]:
+    """Positions of the step's input columns its fitted state says are text."""
+    categories = getattr(step, "categories_", None)
+    if isinstance(categories, list) and len(categories) == width:
+        return [i for i, c in enumerate(categories) if np.asarray(c).dtype.kind in "OUS" and _strings(np.asarray(c))]
+    statistics = getattr(step, "statistics_", None)
+    if isinstance(statistics, np.ndarray) and statistics.shape == (width,) and statistics.dtype.kind in "OUS":
+        return [i for i, v in enumerate(statistics) if isinstance(v, str)]
+    return []
+
+
+def _strings(values: np.ndarray) -> bool:
+    return any(isinstance(v, str) for v in values.ravel())
