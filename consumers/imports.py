@@ -158,7 +158,7 @@ def _skops(family: Family, blob: bytes, features: list[str] | None, types: dict[
     try:
         model.predict(_sample(schema))
     except Exception as e:
-        text = input_kinds.needing_text(model, schema, _sample)
+        text = input_kinds.needing_text(model, schema)
         if text:
             raise ImportRefused(
                 f"columns {text} hold text for this model: give their types with the upload "

@@ -8,19 +8,18 @@ are text: an encoder (`OneHotEncoder`, `OrdinalEncoder`) whose categories are
 strings, or an imputer whose fill values are, applied to columns a
 `ColumnTransformer` selects (by name or position) or to the model's input as a
 whole. `read` collects those; when the model still can't predict on the sample
-row, `needing_text` finds the columns that make it work as text, so the answer
-names them.
+row, `needing_text` finds the columns it only takes as text, so the answer names
+them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from contracts.columns import Column, InputSchema, Kind
+from contracts.columns import InputSchema, Kind
 
 __all__ = ["needing_text", "read"]
 
@@ -50,27 +49,26 @@ def read(model: Any, names: list[str]) -> dict[str, str]:
     return found
 
 
-def needing_text(model: Any, schema: InputSchema, sample: Callable[[InputSchema], pd.DataFrame]) -> list[str]:
-    """The numeric columns of `schema` each of which the model only takes as text (tried one at a time on the
-    sample row); [] when none, or when there are too many columns to try."""
-    numeric = [c for c in schema.columns if not c.kind.text]
-    if not numeric or len(schema.columns) > MAX_PROBED:
+def needing_text(model: Any, schema: InputSchema) -> list[str]:
+    """The columns of `schema` the model only takes as text: from a row where every column is the text "0"
+    (which numeric steps still read as a number), each column in turn is made the number 0 again and
+    stays a number if the model still predicts. [] when even that row fails, or past MAX_PROBED columns."""
+    names = schema.names
+    if len(names) > MAX_PROBED:
         return []
-    text = [c.name for c in numeric if _works(model, _with_text(schema, {c.name}), sample)]
-    if text and _works(model, _with_text(schema, set(text)), sample):
-        return text
-    if _works(model, _with_text(schema, {c.name for c in numeric}), sample):
-        return [c.name for c in numeric]
-    return text
+    text = set(names)
+    if not _works(model, names, text):
+        return []
+    for name in names:
+        if _works(model, names, text - {name}):
+            text.discard(name)
+    return [n for n in names if n in text and not schema.columns[names.index(n)].kind.text]
 
 
-def _with_text(schema: InputSchema, names: set[str]) -> InputSchema:
-    return InputSchema(tuple(Column(c.name, Kind.STRING) if c.name in names else c for c in schema.columns))
-
-
-def _works(model: Any, schema: InputSchema, sample: Callable[[InputSchema], pd.DataFrame]) -> bool:
+def _works(model: Any, names: list[str], text: set[str]) -> bool:
+    row = pd.DataFrame({n: pd.Series(["0"], dtype=object) if n in text else pd.Series([0.0]) for n in names})
     try:
-        model.predict(sample(schema))
+        model.predict(row)
     except Exception:
         return False
     return True
