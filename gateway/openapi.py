@@ -375,9 +375,11 @@ def build() -> dict[str, Any]:
                 "operationId": "import_model",
                 "summary": "a model trained elsewhere as a new model: a skops file into the family of its estimator, "
                 "an ONNX graph into `onnx`",
-                "description": "Checked by a consumer before anything is stored: a skops file is read with the server's "
-                "own list of trusted types, a graph is loaded by onnxruntime; both must answer a test predict. 200 "
-                "(not 201) when the same file was imported before without a name.",
+                "description": "Checked before anything is stored: a skops file's archive against the "
+                "`ML_SERVER_IMPORT_*` caps before it is inflated, every name it asks for against the server's exact "
+                "lists, its trees for cycles and indices out of range; a graph for external data and sizes set by the "
+                "request, then loaded by onnxruntime; both must answer a test predict. A refused file is a 422 whose "
+                "`fields.file` says why. 200 (not 201) when the same file was imported before without a name.",
                 "parameters": _query_parameters(plugin, ImportParams),
                 "requestBody": import_body,
                 "responses": {**import_answers, **ok("the same file, imported before", "TrainResponse")},
