@@ -133,13 +133,15 @@ def test_families_are_found_through_the_entry_point_group(tmp_path, monkeypatch)
 
 
 def test_readme_settings_table_lists_every_setting_with_its_default() -> None:
+    """In the README's table, or in the table of the docs page of their topic (docs/security.md: imports)."""
     from pathlib import Path
 
     from contracts.settings import SETTINGS
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    root = Path(__file__).resolve().parent.parent
+    text = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     rows = {}
-    for line in readme.splitlines():
+    for line in text.splitlines():
         if line.startswith("| `ML_SERVER_"):
             cells = [c.strip() for c in line.strip("|").split("|")]
             rows[cells[0].strip("`")] = cells[1]
