@@ -13,8 +13,8 @@
   set by the *value* of an input (`Loop`'s trip count; the shape of `Expand`,
   `Tile`'s repeats, `ConstantOfShape`, `Range`'s bounds, `OneHot`'s depth) must
   take it from a constant of the graph (an initializer or a `Constant` node), at
-  most `max_trips` iterations or `max_elements` elements. A `Loop` with no trip
-  count runs until its condition says so: refused. Other ops' outputs are bounded
+  most `max_trips` iterations (nested loops multiply) or `max_elements` elements.
+  A `Loop` with no trip count runs until its condition says so: refused. Other ops' outputs are bounded
   by their inputs' sizes; `Reshape` never changes the number of elements.
 * **Tree ensembles that end.** `TreeEnsemble*` nodes (ai.onnx.ml): in each tree,
   every branch's children exist and come after it, so a walk down a tree always
@@ -45,9 +45,12 @@ def check(model: Any, max_trips: int, max_elements: int) -> None:
             f"{found} is stored as external data (a file on the server's disk): ONNX files with external data are "
             "refused; save the model with every tensor inside it (onnx.save_model(..., save_as_external_data=False))"
         )
-    bodies = [*graphs(model), *((f, f"function {f.name!r}") for f in model.functions)]
-    for body, where in bodies:
-        _sizes(body, where, _constants(body), max_trips, max_elements)
+    for body, where in [(model.graph, "the main graph"), *((f, f"function {f.name!r}") for f in model.functions)]:
+        _sizes(body, where, {}, 1, max_trips, max_elements)
+    for info in model.training_info:
+        for body in (info.initialization, info.algorithm):
+            _sizes(body, "a training graph", {}, 1, max_trips, max_elements)
+    for body, where in [*graphs(model), *((f, f"function {f.name!r}") for f in model.functions)]:
         _trees(body, where)
 
 
@@ -115,16 +118,15 @@ def _subgraphs(nodes: Any, where: str) -> Iterator[tuple[Any, str]]:
 _SIZED_BY = {"Loop": (0,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,), "Range": (0, 1, 2), "OneHot": (1,)}
 
 
-def _constants(graph: Any) -> dict[str, np.ndarray]:
-    """The values a graph (or a function's body) fixes: its initializers and its `Constant` nodes' outputs."""
-    from onnx import numpy_helper
-
-    out = {t.name: numpy_helper.to_array(t) for t in getattr(graph, "initializer", ()) if t.name}
+def _constants(graph: Any) -> dict[str, Any]:
+    """What a graph (or a function's body) fixes, by name: its initializers and its `Constant` nodes' values
+    (protos, turned into arrays by `_value` only when a size needs one)."""
+    out: dict[str, Any] = {t.name: t for t in getattr(graph, "initializer", ()) if t.name}
     for node in graph.node:
         if node.op_type == "Constant" and node.output:
             for attribute in node.attribute:
                 if attribute.name == "value":
-                    out[node.output[0]] = numpy_helper.to_array(attribute.t)
+                    out[node.output[0]] = attribute.t
                 elif attribute.name in ("value_int", "value_float"):
                     out[node.output[0]] = np.asarray(attribute.i if attribute.name == "value_int" else attribute.f)
                 elif attribute.name in ("value_ints", "value_floats"):
@@ -132,42 +134,63 @@ def _constants(graph: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def _sizes(graph: Any, where: str, constants: dict[str, np.ndarray], max_trips: int, max_elements: int) -> None:
+def _value(constant: Any) -> np.ndarray:
+    from onnx import numpy_helper
+
+    return constant if isinstance(constant, np.ndarray) else np.asarray(numpy_helper.to_array(constant))
+
+
+def _sizes(graph: Any, where: str, outer: dict[str, Any], trips: int, max_trips: int, max_elements: int) -> None:
+    """The rules on sizes, for `graph` and its subgraphs: `outer` the constants of the graphs around it
+    (a subgraph sees them), `trips` how many times the loops around it run (nested loops multiply)."""
+    constants = {**outer, **_constants(graph)}
     for node in graph.node:
-        positions = _SIZED_BY.get(node.op_type)
-        if positions is None or (node.domain not in ("", "ai.onnx")):
-            continue
-        label = f"{node.op_type} node {node.name!r} in {where}"
-        values = []
-        for i in positions:
-            name = node.input[i] if i < len(node.input) else ""
-            if not name:
-                if node.op_type == "Loop":
-                    raise GraphRefused(f"{label} has no trip count (it runs until its condition stops it): give it a constant one")
-                raise GraphRefused(f"{label} lacks input {i}")
-            if name not in constants:
-                raise GraphRefused(
-                    f"{label} takes the size of its output from {name!r}, computed at predict time: ONNX imports take "
-                    "sizes and trip counts from constants of the graph only"
-                )
-            values.append(np.asarray(constants[name]))
-        _bounded(node.op_type, label, values, max_trips, max_elements)
+        inner_trips = trips
+        positions = _SIZED_BY.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if positions is not None:
+            inner_trips = _sized(node, positions, where, constants, trips, max_trips, max_elements)
+        for attribute in node.attribute:
+            inner = f"the {attribute.name!r} subgraph of {node.op_type} node {node.name!r} in {where}"
+            for body in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                _sizes(body, inner, constants, inner_trips, max_trips, max_elements)
 
 
-def _bounded(op: str, label: str, values: list[np.ndarray], max_trips: int, max_elements: int) -> None:
+def _sized(node: Any, positions: tuple[int, ...], where: str, constants: dict[str, Any], trips: int, max_trips: int, max_elements: int) -> int:
+    """GraphRefused unless the inputs at `positions` are constants within the caps; the trips of a Loop's body."""
+    label = f"{node.op_type} node {node.name!r} in {where}"
+    values = []
+    for i in positions:
+        name = node.input[i] if i < len(node.input) else ""
+        if not name:
+            if node.op_type == "Loop":
+                raise GraphRefused(f"{label} has no trip count (it runs until its condition stops it): give it a constant one")
+            raise GraphRefused(f"{label} lacks input {i}")
+        if name not in constants:
+            raise GraphRefused(
+                f"{label} takes the size of its output from {name!r}, computed at predict time: ONNX imports take "
+                "sizes and trip counts from constants of the graph only"
+            )
+        values.append(_value(constants[name]))
+    return _bounded(node.op_type, label, values, trips, max_trips, max_elements)
+
+
+def _bounded(op: str, label: str, values: list[np.ndarray], trips: int, max_trips: int, max_elements: int) -> int:
     if op == "Loop":
-        trips = int(values[0].reshape(-1)[0]) if values[0].size else 0
-        if trips > max_trips:
-            raise GraphRefused(f"{label} runs {trips} times, more than ML_SERVER_IMPORT_MAX_LOOP_TRIPS={max_trips}")
-        return
+        count = int(values[0].reshape(-1)[0]) if values[0].size else 0
+        total = max(count, 0) * trips
+        if total > max_trips:
+            nested = f" ({count} times each of the {trips} runs of the loops around it)" if trips > 1 else ""
+            raise GraphRefused(f"{label} runs {total} times{nested}, more than ML_SERVER_IMPORT_MAX_LOOP_TRIPS={max_trips}")
+        return max(total, 1)
     if op == "Range":
         start, limit, delta = (float(v.reshape(-1)[0]) for v in values)
-        count = float("inf") if delta == 0 else max(0.0, np.ceil((limit - start) / delta))
+        made = float("inf") if delta == 0 else max(0.0, float(np.ceil((limit - start) / delta)))
     else:
         factors = np.abs(values[0].astype(np.float64).reshape(-1))
-        count = float(np.prod(np.maximum(factors, 1.0)))
-    if not count <= max_elements:
-        raise GraphRefused(f"{label} makes {count:.3g} elements, more than ML_SERVER_IMPORT_MAX_ELEMENTS={max_elements}")
+        made = float(np.prod(np.maximum(factors, 1.0)))
+    if not made <= max_elements:
+        raise GraphRefused(f"{label} makes {made:.3g} elements, more than ML_SERVER_IMPORT_MAX_ELEMENTS={max_elements}")
+    return trips
 
 
 # ---- tree ensembles --------------------------------------------------------------------------------

@@ -172,3 +172,55 @@ def dumps(model: Any) -> bytes:
 def check_model(blob: bytes) -> None:
     """The graph is otherwise a valid ONNX model (what `onnx.checker` says, external data aside)."""
     onnx.checker.check_model(onnx.load_model_from_string(blob))
+
+
+def onnx_nested_loops(outer: int, inner: int) -> bytes:
+    """`variable = X + outer * inner`: a Loop of `outer` trips whose body runs a Loop of `inner` trips."""
+
+    def body(nodes: list[Any], p: str) -> Any:  # `p`: the prefix of its names (a graph's names are unique)
+        return helper.make_graph(
+            [helper.make_node("Identity", [f"{p}cond_in"], [f"{p}cond_out"]), *nodes],
+            f"{p}body",
+            [
+                helper.make_tensor_value_info(f"{p}i", TensorProto.INT64, []),
+                helper.make_tensor_value_info(f"{p}cond_in", TensorProto.BOOL, []),
+                helper.make_tensor_value_info(f"{p}acc_in", TensorProto.FLOAT, [1]),
+            ],
+            [helper.make_tensor_value_info(f"{p}cond_out", TensorProto.BOOL, []), helper.make_tensor_value_info(f"{p}acc_out", TensorProto.FLOAT, [1])],
+        )
+
+    innermost = body([helper.make_node("Add", ["in_acc_in", "one"], ["in_acc_out"])], "in_")
+    middle = body([helper.make_node("Loop", ["inner_trips", "cond", "out_acc_in"], ["out_acc_out"], body=innermost)], "out_")
+    init = [numpy_helper.from_array(np.array(True), "cond"), numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+            numpy_helper.from_array(np.ones(1, np.float32), "one"), numpy_helper.from_array(np.array(outer, np.int64), "outer_trips"),
+            numpy_helper.from_array(np.array(inner, np.int64), "inner_trips")]
+    nodes = [helper.make_node("Loop", ["outer_trips", "cond", "zero"], ["w"], body=middle), helper.make_node("Add", ["X", "w"], ["variable"])]
+    return _model(nodes, init)
+
+
+def onnx_expand(shape: list[int] | None) -> bytes:
+    """`variable = ReduceMax(Expand(X, shape))`: the shape a constant, or (None) taken from the request's
+    values (`X` cast to integers)."""
+    nodes, init = [], []
+    if shape is None:
+        nodes += [helper.make_node("Cast", ["X"], ["as_int"], to=TensorProto.INT64), helper.make_node("Reshape", ["as_int", "flat"], ["shape"])]
+        init.append(numpy_helper.from_array(np.array([-1], np.int64), "flat"))
+    else:
+        init.append(numpy_helper.from_array(np.array(shape, np.int64), "shape"))
+    nodes += [helper.make_node("Expand", ["X", "shape"], ["big"]), helper.make_node("ReduceMax", ["big", "axes"], ["variable"], keepdims=1)]
+    init.append(numpy_helper.from_array(np.array([1], np.int64), "axes"))
+    g = helper.make_graph(nodes, "expand", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])],
+                          [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])], initializer=init)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+
+
+def onnx_tree_cycle(graph: bytes) -> bytes:
+    """A tree ensemble graph (skl2onnx's) whose first branch's true child is the tree's root."""
+    model = onnx.load_model_from_string(graph)
+    for node in model.graph.node:
+        if node.op_type.startswith("TreeEnsemble"):
+            attributes = {a.name: a for a in node.attribute}
+            modes = [m.decode() for m in attributes["nodes_modes"].strings]
+            attributes["nodes_truenodeids"].ints[modes.index("BRANCH_LEQ") if "BRANCH_LEQ" in modes else 0] = 0
+            return model.SerializeToString()
+    raise ValueError("no tree ensemble in the graph")

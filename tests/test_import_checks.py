@@ -189,3 +189,22 @@ def test_messages_never_name_a_path_on_the_server() -> None:
     text = imports._scrub(f"FileNotFoundError: [Errno 2] No such file or directory: '{os.getcwd()}/data/secret' and /etc/passwd")
     assert "/data/secret" not in text and "/etc/passwd" not in text and "<path>" in text
     assert imports._scrub("ML_SERVER_IMPORT_MAX_RATIO=200, a/b") == "ML_SERVER_IMPORT_MAX_RATIO=200, a/b"
+
+
+def test_nested_loops_multiply_and_sizes_come_from_constants() -> None:
+    assert "300 times each" not in refused("onnx", crafted.onnx_nested_loops(1000, 1000), "onnx")
+    assert "1000000 times" in refused("onnx", crafted.onnx_nested_loops(1000, 1000), "onnx")
+    assert imports.import_model("onnx", crafted.onnx_nested_loops(30, 30), "onnx", None, None).backend == "onnx"
+    assert "ML_SERVER_IMPORT_MAX_ELEMENTS" in refused("onnx", crafted.onnx_expand([1, 10**9]), "onnx")
+    assert "computed at predict time" in refused("onnx", crafted.onnx_expand(None), "onnx")
+    assert imports.import_model("onnx", crafted.onnx_expand([1, 5]), "onnx", None, None).backend == "onnx"
+
+
+def test_a_tree_ensemble_graph_whose_branch_points_back_is_refused(penguins: pd.DataFrame) -> None:
+    from skl2onnx import to_onnx
+
+    x = penguins[NUMBERS].to_numpy(dtype=np.float32)
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, penguins["species"])
+    graph = to_onnx(forest, x[:1], options={id(forest): {"zipmap": False}}).SerializeToString()
+    assert imports.import_model("onnx", graph, "onnx", NUMBERS, None).backend == "onnx"
+    assert "not a later node of its tree" in refused("onnx", crafted.onnx_tree_cycle(graph), "onnx")
