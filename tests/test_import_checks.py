@@ -208,3 +208,19 @@ def test_a_tree_ensemble_graph_whose_branch_points_back_is_refused(penguins: pd.
     graph = to_onnx(forest, x[:1], options={id(forest): {"zipmap": False}}).SerializeToString()
     assert imports.import_model("onnx", graph, "onnx", NUMBERS, None).backend == "onnx"
     assert "not a later node of its tree" in refused("onnx", crafted.onnx_tree_cycle(graph), "onnx")
+
+
+def test_every_kind_of_tree_ensemble_is_walked(penguins: pd.DataFrame) -> None:
+    from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingClassifier
+
+    x, y = penguins[NUMBERS], penguins["species"]
+    boosted = GradientBoostingClassifier(n_estimators=3, random_state=0).fit(x, y)  # estimators_: an array of trees
+    extra = make_pipeline(StandardScaler(), ExtraTreesRegressor(n_estimators=3, random_state=0)).fit(x, penguins["body_mass_g"])
+    assert tree_checks.check(boosted) == 9 and tree_checks.check(extra) == 3
+    tree = boosted.estimators_[2, 1].tree_
+    tree.children_right[int(np.flatnonzero(tree.children_left != -1)[-1])] = 1  # back to an earlier node
+    with pytest.raises(tree_checks.TreeRefused, match=r"estimators_\[7\]"):
+        tree_checks.check(boosted)
+    crafted.broken_tree(extra, "feature")
+    with pytest.raises(tree_checks.TreeRefused, match="outside the model's 4 features"):
+        tree_checks.check(extra)
