@@ -145,7 +145,8 @@ def _skops(family: Family, blob: bytes, features: list[str] | None, types: dict[
         names = [str(i) for i in range(int(count))]
     else:
         raise ImportRefused("the model does not say how many features it takes: give `features` with the upload")
-    types = {**input_kinds.read(model, names), **types}
+    known = input_kinds.known_text(model, names)
+    types = {**{n: Kind.STRING.value for n in known}, **types}
     schema = _schema(names, types)
     meta = _meta(schema, family.name, "skops")
     meta["versions"] = backends.versions(Backend.SKOPS)
@@ -156,7 +157,7 @@ def _skops(family: Family, blob: bytes, features: list[str] | None, types: dict[
         meta["classes"] = [str(c) for c in classes.ravel()]
         meta["classes_dtype"] = str(classes.dtype)
     try:
-        model.predict(_sample(schema))
+        model.predict(_sample(schema, known))
     except Exception as e:
         text = input_kinds.needing_text(model, schema)
         if text:
@@ -339,9 +340,10 @@ def _meta(schema: InputSchema, family: str, fmt: str) -> dict[str, Any]:
     }
 
 
-def _sample(schema: InputSchema) -> pd.DataFrame:
-    """One row of the model's columns: zeros, empty text."""
-    return pd.DataFrame({c.name: ["" if c.kind.text else 0.0] for c in schema.columns}).astype(
+def _sample(schema: InputSchema, known: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row of the model's columns: zeros, and for text a value the model knows (`known`) or empty text."""
+    known = known or {}
+    return pd.DataFrame({c.name: [known.get(c.name, "") if c.kind.text else 0.0] for c in schema.columns}).astype(
         {c.name: object if c.kind.text else np.float64 for c in schema.columns}
     )
 

@@ -29,12 +29,18 @@ MAX_PROBED = 200
 
 def read(model: Any, names: list[str]) -> dict[str, str]:
     """{column: "string"} for the columns of `names` that the model's own encoders or imputers say are text."""
+    return {name: Kind.STRING.value for name in known_text(model, names)}
+
+
+def known_text(model: Any, names: list[str]) -> dict[str, str]:
+    """{column: a value the model knows for it} for the text columns its encoders or imputers name: an
+    encoder's first category (a sample row of it is then not an unknown category), or an imputer's fill."""
     steps = _steps(model)
     found: dict[str, str] = {}
     first = steps[0] if steps else None
     if first is not None and not _is_column_transformer(first):
-        for i in _text_positions(first, len(names)):
-            found[names[i]] = Kind.STRING.value
+        for i, value in _text_positions(first, len(names)).items():
+            found.setdefault(names[i], value)
     for step in steps:
         if not _is_column_transformer(step):
             continue
@@ -43,9 +49,9 @@ def read(model: Any, names: list[str]) -> dict[str, str]:
             if selected is None or isinstance(transformer, str):
                 continue
             inner = _steps(transformer)
-            if inner:
-                for i in _text_positions(inner[0], len(selected)):
-                    found[selected[i]] = Kind.STRING.value
+            for inner_step in inner[:2]:  # an imputer, then the encoder
+                for i, value in _text_positions(inner_step, len(selected)).items():
+                    found.setdefault(selected[i], value)
     return found
 
 
@@ -104,16 +110,17 @@ def _columns(columns: Any, names: list[str]) -> list[str] | None:
     return None
 
 
-def _text_positions(step: Any, width: int) -> list[int]:
-    """Positions of the step's input columns its fitted state says are text."""
+def _text_positions(step: Any, width: int) -> dict[int, str]:
+    """{position: a value it knows} for the step's input columns its fitted state says are text."""
     categories = getattr(step, "categories_", None)
     if isinstance(categories, list) and len(categories) == width:
-        return [i for i, c in enumerate(categories) if np.asarray(c).dtype.kind in "OUS" and _strings(np.asarray(c))]
+        out = {}
+        for i, known in enumerate(categories):
+            strings = [v for v in np.asarray(known).ravel() if isinstance(v, str)]
+            if strings:
+                out[i] = strings[0]
+        return out
     statistics = getattr(step, "statistics_", None)
     if isinstance(statistics, np.ndarray) and statistics.shape == (width,) and statistics.dtype.kind in "OUS":
-        return [i for i, v in enumerate(statistics) if isinstance(v, str)]
-    return []
-
-
-def _strings(values: np.ndarray) -> bool:
-    return any(isinstance(v, str) for v in values.ravel())
+        return {i: v for i, v in enumerate(statistics) if isinstance(v, str)}
+    return {}
