@@ -30,12 +30,12 @@ def _external(name: str, location: str = TARGET) -> TensorProto:
     return tensor
 
 
-def _model(nodes: list[Any], initializers: list[TensorProto] = (), functions: list[Any] = (), **graph: Any) -> bytes:  # type: ignore[assignment]
+def _model(nodes: list[Any], initializers: list[TensorProto] | None = None, functions: list[Any] | None = None, **graph: Any) -> bytes:
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])
     out = helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])
-    g = helper.make_graph(nodes, "hostile", [x], [out], initializer=list(initializers), **graph)
+    g = helper.make_graph(nodes, "hostile", [x], [out], initializer=initializers or [], **graph)
     opsets = OPSET + ([helper.make_opsetid("local", 1)] if functions else [])
-    return helper.make_model(g, opset_imports=opsets, functions=list(functions)).SerializeToString()
+    return helper.make_model(g, opset_imports=opsets, functions=functions or []).SerializeToString()
 
 
 def onnx_external(where: str) -> bytes:
