@@ -219,8 +219,7 @@ IMPORT_TRUSTED: frozenset[str] = frozenset(
         "sklearn.preprocessing._function_transformer.FunctionTransformer",
     }
 )
-# ... and these modules' classes: the loss and link objects of scikit-learn's estimators.
-IMPORT_TRUSTED_MODULES = ("sklearn._loss.",)
+# (The loss and link objects estimators hold are listed by exact name in `skops_names.LOSSES`.)
 
 
 def registered() -> list[str]:

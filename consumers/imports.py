@@ -3,18 +3,22 @@
 Two kinds of file are taken, told apart by the gateway from their first bytes:
 
 * a **skops** file of a scikit-learn estimator (or a `Pipeline` ending in one) of the
-  family's class. It is read with the server's allowlist (`Family.trusted()`), never
-  with types the file asks to be trusted: a file naming anything else is refused, and
-  nothing in it is code. It is stored as it came (a skops artifact), after one test
-  predict.
-* an **ONNX** graph, for the `onnx` family: checked by `onnx`, loaded by onnxruntime,
-  run once on a row of zeros, and stored as an ONNX artifact whose manifest maps the
-  graph's inputs and outputs to columns and predict methods.
+  family's class. Its archive is held to the caps of `ImportLimits` from what it declares
+  before a byte is inflated (`contracts.archives`); every name its nodes ask for must be
+  on the exact lists of `skops_names` (the family's allowlist, never types the file asks
+  to be trusted); it is then read by skops, its trees are checked (`tree_checks`), and it
+  is stored as it came (a skops artifact) after one test predict.
+* an **ONNX** graph, for the `onnx` family: refused if any tensor is external data or a
+  size comes from the request (`onnx_checks`), checked by `onnx`, loaded by onnxruntime
+  (which can't load external data: `onnx_models.session`), run once on a row of zeros, and
+  stored as an ONNX artifact whose manifest maps the graph's inputs and outputs to columns
+  and predict methods.
 
 The features are the file's own (`feature_names_in_`, the graph's per-column inputs)
-or the ones given with the upload, else `"0"`..`"n-1"`; their kinds are numbers unless
-the upload says otherwise (`types`). A failure is an `ImportRefused` with a message
-written for the uploader.
+or the ones given with the upload, else `"0"`..`"n-1"`; their kinds are the upload's
+(`types`), else what the model's own encoders say (`input_kinds`), else numbers. A
+failure is an `ImportRefused` with a message written for the uploader, which never
+names a path on the server.
 """
 
 from __future__ import annotations
@@ -22,19 +26,36 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import re
 import zipfile
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from contracts import archives
 from contracts.columns import Column, InputSchema, Kind
+from contracts.settings import Settings
 from contracts.status import Backend
 
-from . import backends, onnx_models
-from .families import IMPORT_TRUSTED, IMPORT_TRUSTED_MODULES, Family, load_family
+from . import backends, input_kinds, onnx_checks, onnx_models, skops_names, tree_checks
+from .families import IMPORT_TRUSTED, Family, load_family
 
-__all__ = ["ImportRefused", "Imported", "import_model"]
+__all__ = ["ImportLimits", "ImportRefused", "Imported", "import_model"]
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """The caps an import is held to (settings `ML_SERVER_IMPORT_*`; these defaults are theirs)."""
+
+    archive: archives.ArchiveLimits = field(default_factory=archives.ArchiveLimits)
+    max_loop_trips: int = 100_000
+    max_elements: int = 10_000_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImportLimits:
+        return cls(settings.archive_limits(), settings.import_max_loop_trips, settings.import_max_elements)
 
 
 class ImportRefused(Exception):
@@ -48,29 +69,41 @@ class Imported:
         self.artifact, self.backend, self.meta = artifact, backend, meta
 
 
-def import_model(spec: str, blob: bytes, fmt: str, features: list[str] | None, types: dict[str, str] | None) -> Imported:
+def import_model(
+    spec: str, blob: bytes, fmt: str, features: list[str] | None, types: dict[str, str] | None, limits: ImportLimits | None = None
+) -> Imported:
     family = load_family(spec)
+    limits = limits or ImportLimits()
     try:
         if fmt == "onnx":
-            return _onnx(family, blob, features, types or {})
-        return _skops(family, blob, features, types or {})
-    except ImportRefused:
-        raise
+            return _onnx(family, blob, features, types or {}, limits)
+        return _skops(family, blob, features, types or {}, limits)
+    except ImportRefused as e:
+        raise ImportRefused(_scrub(str(e))) from None
     except Exception as e:  # whatever the file made a library raise is a refusal, not a crash
-        raise ImportRefused(f"{type(e).__name__}: {str(e)[:500]}") from None
+        raise ImportRefused(_scrub(f"{type(e).__name__}: {str(e)[:500]}")) from None
+
+
+# An absolute path in a library's message (a file it looked for, a module's location): never echoed, so
+# an error can't tell an uploader which files exist on the server.
+_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/]+/)*[^\s'\"/]*")
+
+
+def _scrub(message: str) -> str:
+    return _PATH.sub("<path>", message)
 
 
 # ---- skops -----------------------------------------------------------------------------------------
 
 
-def _skops(family: Family, blob: bytes, features: list[str] | None, types: dict[str, str]) -> Imported:
+def _skops(family: Family, blob: bytes, features: list[str] | None, types: dict[str, str], limits: ImportLimits) -> Imported:
     from sklearn.compose import ColumnTransformer
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
     if not family.fits:
         raise ImportRefused(f"family {family.name!r} takes ONNX graphs; a skops file goes to a scikit-learn family")
-    refused = untrusted(blob, frozenset(map(_defined_at, family.trusted() | IMPORT_TRUSTED)))
+    refused = untrusted(blob, frozenset(map(_defined_at, family.trusted() | IMPORT_TRUSTED)), limits.archive)
     if refused:
         raise ImportRefused(
             f"the skops file names types and functions this server does not load from uploads: {refused}; "
@@ -94,6 +127,10 @@ def _skops(family: Family, blob: bytes, features: list[str] | None, types: dict[
         check_is_fitted(final)
     except NotFittedError:
         raise ImportRefused(f"the {type(final).__name__} in the file is not fitted") from None
+    try:
+        tree_checks.check(model)  # before the model runs once: a broken tree never returns
+    except tree_checks.TreeRefused as e:
+        raise ImportRefused(f"a tree in the file is broken: {e}") from None
     own = getattr(model, "feature_names_in_", None)
     count = getattr(model, "n_features_in_", None)
     if own is not None:
@@ -108,6 +145,8 @@ def _skops(family: Family, blob: bytes, features: list[str] | None, types: dict[
         names = [str(i) for i in range(int(count))]
     else:
         raise ImportRefused("the model does not say how many features it takes: give `features` with the upload")
+    known = input_kinds.known_text(model, names)
+    types = {**{n: Kind.STRING.value for n in known}, **types}
     schema = _schema(names, types)
     meta = _meta(schema, family.name, "skops")
     meta["versions"] = backends.versions(Backend.SKOPS)
@@ -117,51 +156,31 @@ def _skops(family: Family, blob: bytes, features: list[str] | None, types: dict[
         classes = np.asarray(final.classes_)
         meta["classes"] = [str(c) for c in classes.ravel()]
         meta["classes_dtype"] = str(classes.dtype)
-    _try(lambda: model.predict(_sample(schema)), "predict")
+    try:
+        model.predict(_sample(schema, known))
+    except Exception as e:
+        text = input_kinds.needing_text(model, schema)
+        if text:
+            raise ImportRefused(
+                f"columns {text} hold text for this model: give their types with the upload "
+                f"(types={json.dumps({n: Kind.STRING.value for n in text})})"
+            ) from None
+        raise ImportRefused(f"the model does not answer predict on a row of its features: {type(e).__name__}: {str(e)[:300]}") from None
     return Imported(blob, Backend.SKOPS.value, meta)
 
 
-# skops loaders that build plain data (containers, arrays, dtypes, random states): skops' own checks
-# cover them. Every other loader names a class, a type or a callable, which must be on the list.
-_DATA_LOADERS = frozenset(
-    {
-        "JsonNode", "DictNode", "ListNode", "TupleNode", "SetNode", "SliceNode", "BytesNode", "BytearrayNode",
-        "NdArrayNode", "MaskedArrayNode", "DTypeNode", "SparseMatrixNode", "RandomStateNode",
-        "RandomGeneratorNode", "CachedNode", "DefaultDictNode",
-    }
-)
-_SCALAR_TYPES = frozenset({"builtins.str", "builtins.int", "builtins.float", "builtins.bool", "builtins.object"})
-
-
-def untrusted(blob: bytes, allowed: frozenset[str]) -> list[str]:
-    """What a skops file names (read from its `schema.json`, nothing loaded) that is not `allowed`:
-    classes, types and functions, as `module.name`. A file that is not a skops file names nothing;
-    loading it fails next, with its own message."""
+def untrusted(blob: bytes, allowed: frozenset[str], limits: archives.ArchiveLimits) -> list[str]:
+    """What a skops file names (read from its `schema.json`, nothing loaded) beyond the exact lists of
+    `skops_names`, with `allowed` the classes it may build. The archive is held to `limits` first
+    (ImportRefused past them). A file that is not a skops file names nothing; loading it fails next."""
     try:
-        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
-            schema = json.loads(archive.read("schema.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, EOFError):
+        with archives.check(blob, limits) as archive:
+            schema = json.loads(archives.read(archive, "schema.json", limits))
+    except archives.ArchiveRefused as e:
+        raise ImportRefused(f"the skops file is refused unread: {e}") from None
+    except (KeyError, ValueError, RecursionError):
         return []
-    refused: set[str] = set()
-    stack: list[Any] = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-            continue
-        if not isinstance(node, dict):
-            continue
-        stack.extend(node.values())
-        loader = node.get("__loader__")
-        if loader is None or loader in _DATA_LOADERS:
-            continue
-        name = f"{node.get('__module__')}.{node.get('__class__')}"
-        if loader == "TypeNode" and (name in _SCALAR_TYPES or _numpy_scalar(name)):
-            continue
-        if loader in ("ObjectNode", "TreeNode", "LossNode") and (name in allowed or name.startswith(IMPORT_TRUSTED_MODULES)):
-            continue
-        refused.add(name)
-    return sorted(refused)
+    return skops_names.refused_names(schema, allowed)
 
 
 def _defined_at(name: str) -> str:
@@ -173,11 +192,6 @@ def _defined_at(name: str) -> str:
     except (ImportError, AttributeError, ValueError):
         return name
     return f"{found.__module__}.{found.__qualname__}" if isinstance(found, type) else name
-
-
-def _numpy_scalar(name: str) -> bool:
-    module, _, cls = name.rpartition(".")
-    return module == "numpy" and isinstance(getattr(np, cls, None), type) and issubclass(getattr(np, cls), np.generic)
 
 
 def _walk(model: Any) -> list[Any]:
@@ -204,15 +218,22 @@ _TENSORS = {
 }
 
 
-def _onnx(family: Family, blob: bytes, features: list[str] | None, types: dict[str, str]) -> Imported:
+def _onnx(family: Family, blob: bytes, features: list[str] | None, types: dict[str, str], limits: ImportLimits) -> Imported:
     import onnx
 
     if family.fits:
         raise ImportRefused(f"an ONNX graph is served by the onnx family, not {family.name!r}")
     try:
         graph = onnx.load_model_from_string(blob)
+    except Exception as e:  # DecodeError (truncated, not protobuf)
+        raise ImportRefused(f"not a valid ONNX model: {type(e).__name__}: {str(e).strip()[:300]}") from None
+    try:
+        onnx_checks.check(graph, limits.max_loop_trips, limits.max_elements)  # before anything reads a tensor
+    except onnx_checks.GraphRefused as e:
+        raise ImportRefused(str(e)) from None
+    try:
         onnx.checker.check_model(graph)
-    except Exception as e:  # DecodeError (truncated, not protobuf), ValidationError
+    except Exception as e:  # ValidationError
         raise ImportRefused(f"not a valid ONNX model: {type(e).__name__}: {str(e).strip()[:300]}") from None
     try:
         session = onnx_models.session(blob)
@@ -319,9 +340,10 @@ def _meta(schema: InputSchema, family: str, fmt: str) -> dict[str, Any]:
     }
 
 
-def _sample(schema: InputSchema) -> pd.DataFrame:
-    """One row of the model's columns: zeros, empty text."""
-    return pd.DataFrame({c.name: ["" if c.kind.text else 0.0] for c in schema.columns}).astype(
+def _sample(schema: InputSchema, known: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row of the model's columns: zeros, and for text a value the model knows (`known`) or empty text."""
+    known = known or {}
+    return pd.DataFrame({c.name: [known.get(c.name, "") if c.kind.text else 0.0] for c in schema.columns}).astype(
         {c.name: object if c.kind.text else np.float64 for c in schema.columns}
     )
 

@@ -114,10 +114,18 @@ class OnnxModel:
         return feeds
 
 
+# Where onnxruntime looks for external data of a graph given as bytes (by default: the working
+# directory, where the store and the signing key are). Nothing can exist under /dev/null, so no
+# `location` a graph names, however it is spelled, resolves to a file: external data can't load.
+NO_EXTERNAL_DATA = "/dev/null/ml-server-loads-no-external-data"
+EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"
+
+
 def session(model: bytes) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.add_session_config_entry(EXTERNAL_DATA_FOLDER, NO_EXTERNAL_DATA)
     # One consumer process per family, scaled by adding processes: one thread each keeps
     # small batches fast and processes from fighting over cores.
     options.intra_op_num_threads = 1

@@ -476,7 +476,8 @@ class Consumer:
             blob = stored
         try:
             try:
-                done = await self.pool.run(imports.import_model, served.spec, blob, job["format"], job["features"], job["types"])
+                limits = imports.ImportLimits.from_settings(self.settings)
+                done = await self.pool.run(imports.import_model, served.spec, blob, job["format"], job["features"], job["types"], limits)
             except imports.ImportRefused as e:
                 raise InvalidInput(f"{job['format']} file refused: {e}", fields={"file": [str(e)]}) from None
             except BrokenProcessPool:

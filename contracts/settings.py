@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .archives import ArchiveLimits
 from .families import NAME as FAMILY_NAME
 
 
@@ -150,6 +151,43 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
         "10000",
         "predicts a family's predict queue holds; beyond it predicts get 503 (all consumers of a family must agree)",
     ),
+    "import_max_members": (
+        "ML_SERVER_IMPORT_MAX_MEMBERS",
+        _int,
+        "10000",
+        "members an imported skops file (a zip archive) may hold (422 above, refused before one is read)",
+    ),
+    "import_max_member_bytes": (
+        "ML_SERVER_IMPORT_MAX_MEMBER_BYTES",
+        _int,
+        str(512 * 2**20),
+        "bytes one member of an imported skops file may inflate to, as declared and as read (422 above)",
+    ),
+    "import_max_total_bytes": (
+        "ML_SERVER_IMPORT_MAX_TOTAL_BYTES",
+        _int,
+        str(1024 * 2**20),
+        "bytes all members of an imported skops file may inflate to together, as declared (422 above)",
+    ),
+    "import_max_ratio": (
+        "ML_SERVER_IMPORT_MAX_RATIO",
+        _int,
+        "200",
+        "largest compression ratio of a member over 1 MiB in an imported skops file (422 above: a zip bomb)",
+    ),
+    "import_max_loop_trips": (
+        "ML_SERVER_IMPORT_MAX_LOOP_TRIPS",
+        _int,
+        "100000",
+        "iterations a Loop of an imported ONNX graph may run; its trip count must be a constant (422 otherwise)",
+    ),
+    "import_max_elements": (
+        "ML_SERVER_IMPORT_MAX_ELEMENTS",
+        _int,
+        "10000000",
+        "elements (or times the input) an Expand, Tile, ConstantOfShape, Range or OneHot of an imported ONNX graph "
+        "may make; their sizes must be constants (422 otherwise)",
+    ),
     "predict_timeout": ("ML_SERVER_PREDICT_TIMEOUT", _float, "30", "seconds a predict waits for a consumer (504 after)"),
     "publish_timeout": ("ML_SERVER_PUBLISH_TIMEOUT", _float, "5", "seconds to get a publish confirmed (503 after)"),
     "predict_prefetch": ("ML_SERVER_PREDICT_PREFETCH", _int, "32", "predict messages a consumer takes at once, per family"),
@@ -251,6 +289,12 @@ class Settings:
     inline_limit: int = 15 * 2**20
     max_train_queue: int = 10_000
     max_predict_queue: int = 10_000
+    import_max_members: int = 10_000
+    import_max_member_bytes: int = 512 * 2**20
+    import_max_total_bytes: int = 1024 * 2**20
+    import_max_ratio: int = 200
+    import_max_loop_trips: int = 100_000
+    import_max_elements: int = 10_000_000
     predict_timeout: float = 30.0
     publish_timeout: float = 5.0
     predict_prefetch: int = 32
@@ -282,6 +326,10 @@ class Settings:
         data_dir = Path(values.pop("data_dir")).expanduser().resolve()
         database_url = values.pop("database_url", None) or f"sqlite:///{data_dir / 'ml-server.db'}"
         return cls(data_dir=data_dir, database_url=database_url, **values)
+
+    def archive_limits(self) -> ArchiveLimits:
+        """The caps on an imported skops file's archive (checked by the gateway and again by the consumer)."""
+        return ArchiveLimits(self.import_max_members, self.import_max_member_bytes, self.import_max_total_bytes, self.import_max_ratio)
 
     def signing_key(self) -> bytes:
         """The key that signs stored pickles; there is no default."""

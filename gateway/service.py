@@ -183,7 +183,7 @@ async def import_model(
     """(model_key, version, created): a model file stored as a done version, checked by a consumer of
     the family first (nothing is stored when it refuses the file). `key`: a new version of that model;
     None: a new model (the latest version of the same file imported before, when it was)."""
-    fmt = uploads.sniff(blob, params["format"])
+    fmt = uploads.sniff(blob, params["format"], app[SETTINGS].archive_limits())
     if fmt == uploads.ONNX and family.fits:
         raise InvalidInput(f"file: an ONNX graph is served by the onnx family, not {family.name!r}", fields={"file": ["onnx"]})
     if fmt == uploads.SKOPS and not family.fits:

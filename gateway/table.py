@@ -109,9 +109,11 @@ ROUTES = Table(
               "a model trained elsewhere as a new model: a skops file into the family of its estimator, an ONNX graph into `onnx`",
               {201: ok("imported: the done version", "TrainResponse"), 200: ok("the same file, imported before", "TrainResponse")},
               IMPORT_ERRORS, query=ImportParams, body=MODEL_FILE, body_description=MODEL_FILE_IS, operation_id="import_model",
-              description="Checked by a consumer before anything is stored: a skops file is read with the server's own list of "
-              "trusted types, a graph is loaded by onnxruntime; both must answer a test predict. 200 (not 201) when the same "
-              "file was imported before without a name."),
+              description="Checked before anything is stored: a skops file's archive against the `ML_SERVER_IMPORT_*` caps "
+              "before it is inflated, every name it asks for against the server's exact lists, its trees for cycles and indices "
+              "out of range; a graph for external data and sizes set by the request, then loaded by onnxruntime; both must "
+              "answer a test predict. A refused file is a 422 whose `fields.file` says why. 200 (not 201) when the same file "
+              "was imported before without a name."),
         Route("GET", paths.MODELS, resources.list_models, READ, "ml-server", "models with their latest version, newest first",
               {200: ok("a page of models", "ModelsResponse")}, (401, 422, 503), query=ModelsQuery, operation_id="models"),
         Route("GET", paths.MODEL, resources.get_model, READ, "ml-server", "a model and its latest version",

@@ -10,9 +10,7 @@ holds only trusted types, and whether a graph loads, is the consumer's check
 
 from __future__ import annotations
 
-import io
-import zipfile
-
+from contracts import archives
 from contracts.errors import InvalidInput, UnsupportedMediaType
 
 SKOPS, ONNX = "skops", "onnx"
@@ -30,9 +28,10 @@ REFUSED = (
 )
 
 
-def sniff(blob: bytes, declared: str | None) -> str:
+def sniff(blob: bytes, declared: str | None, limits: archives.ArchiveLimits) -> str:
     """`skops` or `onnx`; UnsupportedMediaType (415) for a pickle, a joblib file or anything else,
-    InvalidInput (422) for an empty or truncated file or one that is not what `declared` says."""
+    InvalidInput (422) for an empty or truncated file, an archive past `limits`, or one that is not
+    what `declared` says."""
     if not blob:
         raise InvalidInput("file: the body is empty: send the model file as the body", fields={"file": ["empty"]})
     if blob.startswith(_PICKLES) or blob.startswith(_COMPRESSED):
@@ -40,10 +39,10 @@ def sniff(blob: bytes, declared: str | None) -> str:
     if blob.startswith(_ZIP):
         found = SKOPS
         try:
-            with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            with archives.check(blob, limits) as archive:  # caps from what it declares: nothing is inflated
                 names = set(archive.namelist())
-        except (zipfile.BadZipFile, EOFError, ValueError) as e:
-            raise InvalidInput(f"file: a truncated or damaged zip archive ({e}), not a readable skops file", fields={"file": ["truncated"]}) from None
+        except archives.ArchiveRefused as e:
+            raise InvalidInput(f"file: {e}", fields={"file": [str(e)]}) from None
         if "schema.json" not in names:
             raise InvalidInput("file: a zip archive without schema.json is not a skops file", fields={"file": ["not skops"]})
     elif blob[0] == _ONNX:

@@ -133,17 +133,21 @@ def test_families_are_found_through_the_entry_point_group(tmp_path, monkeypatch)
 
 
 def test_readme_settings_table_lists_every_setting_with_its_default() -> None:
+    """Every setting has one row, with its default: in docs/operations.md's table, or in the table of the page
+    of its topic (docs/security.md: the limits)."""
     from pathlib import Path
 
     from contracts.settings import SETTINGS
 
-    readme = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
-    rows = {}
-    for line in readme.splitlines():
-        if line.startswith("| `ML_SERVER_"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            rows[cells[0].strip("`")] = cells[1]
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    rows: dict[str, str] = {}
+    for page in ("operations.md", "security.md"):
+        for line in (docs / page).read_text().splitlines():
+            if line.startswith("| `ML_SERVER_"):
+                cells = [c.strip() for c in line.strip("|").split("|")]
+                assert cells[0].strip("`") not in rows, f"{cells[0]} has two rows"
+                rows[cells[0].strip("`")] = cells[1]
     for name, _, default, _ in SETTINGS.values():
-        assert name in rows, f"{name} is missing from the settings table in docs/operations.md"
+        assert name in rows, f"{name} is missing from the settings tables of docs/operations.md and docs/security.md"
         if default is not None:
             assert f"`{default}`" in rows[name], (name, default, rows[name])
