@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from aio_pika.exceptions import DeliveryError, PublishError
 from aiormq.exceptions import AMQPError
 
-from contracts import amqp
+from contracts import amqp, brokers
 from contracts.errors import DeadlineExceeded, Unavailable
 from contracts.frames import PARQUET
 from contracts.settings import Settings
@@ -40,6 +40,7 @@ class Broker:
         self.connection: AbstractRobustConnection | None = None
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._closing = False
+        self.quorum_predicts = brokers.quorum_predicts(settings.predict_queue_type, settings.broker_url)
 
     async def connect(self, deadline: float = 60.0) -> None:
         try:
@@ -47,7 +48,6 @@ class Broker:
         except amqp.CONNECT_ERRORS as e:
             raise Unavailable(f"cannot connect to the broker: {e}") from e
         self.connection.close_callbacks.add(self._on_close)
-        log.info("connected to the broker as %r", f"gateway {self.instance}")
         self.channel: AbstractChannel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         exchanges = await amqp.declare_exchanges(self.channel, self.topology)
         self.jobs: AbstractExchange = exchanges.jobs
@@ -57,7 +57,7 @@ class Broker:
         s = self.settings
         for family in s.families:
             await amqp.declare_train(self.channel, self.topology, family, s.max_train_queue)
-            await amqp.declare_predict(self.channel, self.topology, family, s.max_predict_queue)
+            await amqp.declare_predict(self.channel, self.topology, family, s.max_predict_queue, self.quorum_predicts)
         self.reply_channel = await self.connection.channel(publisher_confirms=False)
         self.reply_queue = await self.reply_channel.declare_queue(
             self.topology.reply_queue(self.instance), exclusive=True, auto_delete=True
