@@ -94,8 +94,8 @@ def mlserver_v2(mlserver: str, rows: int) -> HttpRequest:
 def http_request(spec: dict[str, Any], sc: dict[str, Any]) -> HttpRequest:
     """The request of an HTTP scenario (`kind` seed_json, rest_parquet or mlserver)."""
     kind, rows = sc["kind"], sc["rows"]
-    if kind == "seed_json":
-        return seed_json(spec["gateway"], spec["model_key"], rows, sc.get("orient", "columns"))
+    if kind == "seed_json":  # a scenario may name a gateway of its own (benchmarks/gateways.py)
+        return seed_json(sc.get("gateway") or spec["gateway"], spec["model_key"], rows, sc.get("orient", "columns"))
     if kind == "rest_parquet":
         return rest_parquet(spec["gateway"], spec["model_key"], rows)
     if kind == "mlserver":
