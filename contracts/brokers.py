@@ -83,8 +83,7 @@ class ClusterConnection(RobustConnection):
         if len(self.urls) > 1 and not (self._close_called or self.is_closed):
             lost = self.url
             self.index = (self.index + 1) % len(self.urls)
-            # Keep what only the current URL knows (a password rotated with update_secret) out of it:
-            # each node is reached with the credentials of its own entry.
+            # Each node is reached with its own entry (its credentials, its vhost, its TLS options).
             self.url = self.urls[self.index]
             log.info("broker %s lost or not answering; the next attempt goes to %s", masked(lost), masked(self.url))
 
