@@ -102,7 +102,7 @@ async def connect(
         connection = ClusterConnection(urls, index, client_properties={"connection_name": name})
         try:
             await connection.connect(timeout=CONNECT_TIMEOUT)
-            log.info("connected to the broker %s as %r", masked(connection.url), name)
+            log.info("%r connected to %s", name, masked(connection.url))
             return connection
         except CONNECT_ERRORS as e:
             await connection.close()

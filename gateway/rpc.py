@@ -48,6 +48,7 @@ class Broker:
         except amqp.CONNECT_ERRORS as e:
             raise Unavailable(f"cannot connect to the broker: {e}") from e
         self.connection.close_callbacks.add(self._on_close)
+        log.info("connected to the broker as %r", f"gateway {self.instance}")
         self.channel: AbstractChannel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         exchanges = await amqp.declare_exchanges(self.channel, self.topology)
         self.jobs: AbstractExchange = exchanges.jobs
