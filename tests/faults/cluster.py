@@ -80,15 +80,15 @@ class BrokerCluster:
         rows = self.ctl_json("list_queues", "name", "type", "leader", "members", "online", "messages", "consumers")
         return {row["name"]: row for row in rows if str(row["name"]).startswith(f"{namespace}.")}
 
-    def connections(self) -> dict[str, str]:
-        """{connection name: node it is on} for every client connection of the cluster."""
+    def connections(self) -> list[tuple[str, str]]:
+        """(connection name, node it is on) of every named client connection of the cluster."""
         rows = self.ctl_json("list_connections", "client_properties", "port")
         by_port = {n.port: n.node for n in self.nodes}
-        found: dict[str, str] = {}
+        found: list[tuple[str, str]] = []
         for row in rows:
             name = _connection_name(row.get("client_properties"))
             if name:
-                found[name] = by_port.get(int(row["port"]), f"port {row['port']}")
+                found.append((name, by_port.get(int(row["port"]), f"port {row['port']}")))
         return found
 
     def node(self, name: str) -> PrivateBroker:

@@ -112,7 +112,7 @@ def _scenario(s: ClusterStack, cluster: BrokerCluster, figures_file: Path) -> No
     # Replicated over the cluster: train, dead-letter and (the broker list names several nodes) predict queues.
     family_queues = [*t, f"{s.namespace}.logreg.dead"]
     assert {q: (queues[q]["type"], len(queues[q]["members"])) for q in family_queues} == {q: ("quorum", 3) for q in family_queues}
-    where = cluster.connections()
+    where = dict(cluster.connections())
     gateway = next(n for n in where if n.startswith("gateway "))
     consumers = sorted((n for n in where if n.startswith("consumer ")), key=lambda n: where[n] != first)
     assert len(consumers) == 2 and [where[gateway], where[consumers[0]], where[consumers[1]]] == [first, first, second], where
@@ -166,7 +166,8 @@ def _scenario(s: ClusterStack, cluster: BrokerCluster, figures_file: Path) -> No
 
     wait_for(settled, 60, interval=1.0, what="the cluster's queues settled")
     after = cluster.connections()
-    assert sorted(after) == sorted(where), (where, after)
+    assert sorted(name for name, _ in after) == sorted(where), (where, after)  # one each, none left from the moves
+    assert {node for _, node in after} <= set(cluster.running_nodes()), after
     assert s.gateway is not None and s.gateway.poll() is None
     assert all(p.poll() is None for _, p in s.consumers)
 
