@@ -7,6 +7,10 @@ spreads connections over them), both serve predicts through the broker, and
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,8 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from client import GenericModelInterface
 
+from .conftest import new_database
 from .processes import descendants, parent
-from .stack import wait_for
+from .stack import BROKER_URL, ROOT, purge_namespace, wait_for
 from .test_run import run, said_ready
 
 pytestmark = pytest.mark.integration
@@ -75,3 +80,32 @@ def test_two_gateways_share_the_port_and_sum_their_metrics(tmp_path: Path) -> No
         assert all(n > 0 for n in per_process.values()), per_process
         assert sum(per_process.values()) >= sent, per_process
     assert not folder.exists()  # the workers' metrics files went with them
+
+
+def test_workers_that_cannot_start_stop_the_gateway_command(tmp_path: Path) -> None:
+    """A port taken by a process that does not share it: both workers fail to bind, and the command
+    exits with their error instead of starting them again and again."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    with taken, new_database("sqlite", tmp_path) as database_url:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "ML_SERVER_DATA_DIR": str(tmp_path / "data"),
+            "ML_SERVER_DATABASE_URL": database_url,
+            "ML_SERVER_BROKER_URL": BROKER_URL,
+            "ML_SERVER_NAMESPACE": f"test-workers-{port}",
+            "ML_SERVER_PORT": str(port),
+        }
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            out, _ = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            purge_namespace(env["ML_SERVER_NAMESPACE"], [])  # the exchanges the workers declared
+        text = out.decode(errors="replace")
+        assert proc.returncode != 0, text
+        assert "as it started; stopping" in text and "starting another" not in text, text
