@@ -35,6 +35,8 @@ CONNECT_ERRORS = (AMQPError, ConnectionError, OSError, asyncio.TimeoutError)
 
 # Seconds an attempt to reach one node may take before the next one is tried.
 CONNECT_TIMEOUT = 10.0
+# Seconds between a failed attempt and the next, with several nodes (aio-pika's default, 5, with one).
+RECONNECT_INTERVAL = 1.0
 
 T = TypeVar("T")
 
@@ -76,6 +78,9 @@ class ClusterConnection(RobustConnection):
     def __init__(self, urls: Sequence[str], start: int = 0, **kwargs: Any) -> None:
         self.urls = [URL(u) for u in urls]
         self.index = start % len(self.urls)
+        if len(self.urls) > 1 and "reconnect_interval" not in self.urls[self.index].query:
+            # The next attempt goes to another node: no point in aio-pika's 5 s pause before it.
+            kwargs.setdefault("reconnect_interval", RECONNECT_INTERVAL)
         super().__init__(self.urls[self.index], **kwargs)
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:

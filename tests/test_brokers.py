@@ -103,6 +103,7 @@ def test_a_connection_starts_on_the_first_node_that_answers_and_moves_on_when_it
             await asyncio.wait_for(reconnected.wait(), 30)
             seen.append(str(connection.url.port))
             assert await _round_trip(connection) == b"ping"
+            assert connection.reconnect_interval == brokers.RECONNECT_INTERVAL  # another node: no 5 s pause
             return seen
         finally:
             await connection.close()

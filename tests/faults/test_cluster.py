@@ -39,8 +39,8 @@ pytestmark = pytest.mark.integration
 PREDICT_TIMEOUT = 4.0
 PUBLISH_TIMEOUT = 3.0
 ENV = {"ML_SERVER_PREDICT_TIMEOUT": str(PREDICT_TIMEOUT), "ML_SERVER_PUBLISH_TIMEOUT": str(PUBLISH_TIMEOUT)}
-# Longest a caller may go without an answered predict across a failover (measured: a few seconds).
-FAILOVER_LIMIT = 15.0
+# Longest a caller may go without an answered predict across a failover (measured: 0.1 to 3.4 s).
+FAILOVER_LIMIT = 10.0
 
 
 @pytest.fixture(scope="module")
