@@ -122,8 +122,8 @@ def http_request(spec: dict[str, Any], sc: dict[str, Any]) -> HttpRequest:
         return v2_json(spec["gateway"], spec["model_key"], rows)
     if kind == "v2_binary":
         return v2_binary(spec["gateway"], spec["model_key"], rows)
-    if kind == "seed_json":
-        return seed_json(spec["gateway"], spec["model_key"], rows, sc.get("orient", "columns"))
+    if kind == "seed_json":  # a scenario may name a gateway of its own (benchmarks/gateways.py)
+        return seed_json(sc.get("gateway") or spec["gateway"], spec["model_key"], rows, sc.get("orient", "columns"))
     if kind == "rest_parquet":
         return rest_parquet(spec["gateway"], spec["model_key"], rows)
     if kind == "mlserver":

@@ -107,6 +107,29 @@ def predict_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def gateways_table(results: dict[str, Any]) -> list[str]:
+    from .gateways import speedups
+
+    rows = results["gateways"]
+    ratios = speedups(rows)
+    lines = [
+        "**Gateways**: one gateway process against two on one port (`ml-server gateway --workers 2`, SO_REUSEPORT: the "
+        "kernel gives each connection to one of them), same consumer and model, seed JSON (`columns`), 32 connections. "
+        "req/msg comes from `GET /metrics`, which sums over both processes.",
+        "",
+        "| gateways | rows | load generator | req/s | p50 ms | p99 ms | req/msg | loadgen CPU % of a core | vs 1 gateway |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        vs = f"{ratios[r['rows']]:.2f}×" if r["gateways"] > 1 and ratios.get(r["rows"]) else "–"
+        lines.append(
+            f"| {r['gateways']} | {r['rows']:,} | {r['loadgen']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} "
+            f"| {fmt(r.get('req_per_msg'), 2)} | {fmt(r['loadgen_cpu_share'] * 100)}{' (' + str(r['loadgen_procs']) + ' procs)' if r.get('loadgen_procs', 1) > 1 else ''} | {vs} |"
+            + (f" ({r['errors']} errors: `{r['first_error']}`)" if r["errors"] else "")
+        )
+    return lines
+
+
 def fit_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "**Fit** (LogisticRegression, default parameters), submit (Parquet `POST /families/logreg/models`) to `done` "
@@ -171,6 +194,8 @@ def memory_table(results: dict[str, Any]) -> list[str]:
 
 def render(results: dict[str, Any]) -> str:
     sections = [targets_table(results), header(results), predict_table(results), fit_table(results)]
+    if results.get("gateways"):
+        sections.insert(3, gateways_table(results))
     if results.get("soak"):
         sections.append(soak_section(results["soak"]))
     sections.append(memory_table(results))

@@ -20,6 +20,8 @@ amqp://guest:guest@127.0.0.1:5672/):
   load generator (asyncio, a process of its own that reports its CPU time; a 32-client
   measurement whose process used more than 70 % of a core is run again over two processes);
   AMQP rows always by the Python one. Each row says which load generator produced it;
+- one gateway process against two on one port (`ml-server gateway --workers 2`, SO_REUSEPORT):
+  seed JSON (`columns`) at 1 and 1,000 rows, 32 connections, by the same load generator;
 - fit of 10,000x10 and 100,000x10 through POST /families/logreg/models, submit to `done`
   (GET /models/{model_key}), against the in-process fit;
 - a memory soak (--soak SECONDS; 300, 20 with --quick, 0: none): steady mixed load
@@ -57,6 +59,7 @@ from typing import Any, NoReturn
 from . import wrk as wrk_mod
 from .common import HERE, vm_kib
 from .fits import fit_through_server
+from .gateways import measure_gateways, speedups
 from .inprocess import in_process
 from .loadgen import Loadgen
 from .machine import loadavg, machine
@@ -161,6 +164,11 @@ def measure_all(args: argparse.Namespace, results: dict[str, Any], procs: Proces
     loadgen = Loadgen(spec, workdir)
     loadgens.append(loadgen)
     results["load"] = run_load(loadgen, wrk, spec, scenarios, url)
+
+    print("one gateway process against two on one port (`--workers 2`; seed JSON, 32 connections) ...", flush=True)
+    results["gateways"] = measure_gateways(procs, workdir, spec, loadgen, wrk)
+    for rows, speedup in speedups(results["gateways"]).items():
+        print(f"  2 gateways / 1 at {rows:,} row{'s' if rows != 1 else ''}: {speedup:.2f}×" if speedup else f"  {rows} rows: no ratio", flush=True)
 
     soak_seconds = results["soak_seconds"]
     if soak_seconds > 0:

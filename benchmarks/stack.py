@@ -34,6 +34,19 @@ class Processes:
         p = self.workdir / f"{name}.log"
         return p.read_text(errors="replace")[-3000:] if p.exists() else ""
 
+    def stop_since(self, index: int) -> None:
+        """Stop the processes started after the first `index` ones (SIGTERM, SIGKILL to their group after 15 s)."""
+        later, self.procs = self.procs[index:], self.procs[:index]
+        for _, p in later:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for _, p in later:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
     def stop(self) -> None:
         """SIGTERM to each, then SIGKILL to the process group of any still running after 15 s (a consumer's
         fit processes, MLServer's workers)."""
@@ -90,23 +103,60 @@ def consumers_on(namespace: str, queues: list[str]) -> bool:
     return all(int(have.get(f"{namespace}.{q}", 0)) >= 1 for q in queues)
 
 
-def start_stack(procs: Processes, workdir: Path, namespace: str) -> tuple[str, dict[str, int]]:
-    """A gateway and a `logreg` consumer (SQLite in `workdir`, a free port); its URL and their pids."""
-    import requests
-
-    port = free_port()
-    env = {
+def stack_env(workdir: Path, namespace: str) -> dict[str, str]:
+    """The settings every process of a run shares (its store, broker and namespace)."""
+    return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "ML_SERVER_DATA_DIR": str(workdir / "data"),
         "ML_SERVER_DATABASE_URL": f"sqlite:///{workdir / 'data' / 'ml-server.db'}",
         "ML_SERVER_BROKER_URL": BROKER_URL,
         "ML_SERVER_NAMESPACE": namespace,
-        "ML_SERVER_PORT": str(port),
-        "ML_SERVER_SECRET": uuid.uuid4().hex,
         "ML_SERVER_LOG_LEVEL": "WARNING",
         "ML_SERVER_METRICS_PORT": "0",  # no consumer /metrics: a fixed port may be taken by another stack on this machine
     }
+
+
+def start_gateway(procs: Processes, workdir: Path, namespace: str, workers: int) -> str:
+    """Another gateway of the run's stack, `workers` processes on a port of its own (`--workers`); its URL."""
+    import requests
+
+    port = free_port()
+    name = f"gateway-x{workers}"
+    gateway = procs.spawn(name, [sys.executable, "-m", "gateway", "--workers", str(workers)], {**stack_env(workdir, namespace), "ML_SERVER_PORT": str(port)})
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if gateway.poll() is not None:
+            raise Fatal(f"{name} exited with {gateway.returncode}:\n{procs.log(name)}")
+        # Every process listening (a socket each, SO_REUSEPORT), and ready.
+        return listeners(port) == workers and bool(requests.get(f"{url}/readyz", timeout=2).ok)
+
+    wait_for(ready, 90, f"{workers} gateway processes", interval=0.3)
+    return url
+
+
+def listeners(port: int) -> int:
+    """Sockets listening on a TCP port of this machine (from /proc/net/tcp; state 0A is LISTEN)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                count += 1
+    return count
+
+
+def start_stack(procs: Processes, workdir: Path, namespace: str) -> tuple[str, dict[str, int]]:
+    """A gateway and a `logreg` consumer (SQLite in `workdir`, a free port); its URL and their pids."""
+    import requests
+
+    port = free_port()
+    env = {**stack_env(workdir, namespace), "ML_SERVER_PORT": str(port), "ML_SERVER_SECRET": uuid.uuid4().hex}
     subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
     gateway = procs.spawn("gateway", [sys.executable, "-m", "gateway"], env)
     consumer = procs.spawn(f"consumer-{FAMILY}", [sys.executable, "-m", "consumers", FAMILY], env)

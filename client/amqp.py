@@ -16,7 +16,9 @@ from typing import Any
 
 import aio_pika
 import pandas as pd
+from aio_pika.abc import AbstractConnection
 
+from contracts import brokers
 from contracts.errors import DeadlineExceeded
 from contracts.frames import PARQUET, ParquetCodec, encode_training
 from contracts.schemas import PredictHeaders, TrainHeaders, read_reply
@@ -44,9 +46,13 @@ async def publish_fit(
     backend: Backend | None = None,
     namespace: str | None = None,
     message_id: str | None = None,
+    timeout: float = 30.0,
 ) -> str:
     """Publish a fit (or update) job; returns its message id. Publishing the same id again is a no-op.
-    `namespace`: None reads ML_SERVER_NAMESPACE (default `ml-server`), as the gateway and consumers do."""
+    `namespace`: None reads ML_SERVER_NAMESPACE (default `ml-server`), as the gateway and consumers do.
+
+    `broker_url` may list several nodes of a cluster, comma-separated: the job goes to the first that
+    answers, and to the next if the connection is lost before the broker confirmed it (for `timeout` s)."""
     topology = _topology(namespace)
     if isinstance(y, pd.Series):
         y = y.to_frame()
@@ -65,13 +71,14 @@ async def publish_fit(
         }
     )
     message_id = message_id or uuid.uuid4().hex
-    connection = await aio_pika.connect(broker_url)
-    async with connection:
+    body = encode_training(x, y)
+
+    async def publish(connection: AbstractConnection, _left: float) -> None:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await channel.get_exchange(topology.jobs_exchange)
         await exchange.publish(
             aio_pika.Message(
-                encode_training(x, y),
+                body,
                 headers={k: v for k, v in headers.items() if v is not None},
                 content_type=PARQUET,
                 type=kind.value,
@@ -81,6 +88,9 @@ async def publish_fit(
             routing_key=topology.train_key(family),
             mandatory=True,
         )
+
+    # Lost before the broker confirmed: published again on the next node, under the same message id.
+    await brokers.call(brokers.split(broker_url), publish, timeout)
     return message_id
 
 
@@ -97,37 +107,49 @@ async def predict(
     namespace: str | None = None,
 ) -> pd.DataFrame:
     """One predict as an RPC: our own exclusive reply queue, a correlation id, a deadline. `version` or
-    `alias` (the `x-alias` header) picks the version; `namespace` as for `publish_fit`."""
+    `alias` (the `x-alias` header) picks the version; `namespace` as for `publish_fit`. With several brokers
+    in `broker_url`, a predict whose connection is lost is asked again on the next node, within the same deadline."""
     topology = _topology(namespace)
     headers = PredictHeaders().dump({"model_key": model_key, "version": version, "alias": alias, "kwargs": kwargs or {}})
-    correlation_id = uuid.uuid4().hex
-    connection = await aio_pika.connect(broker_url)
-    async with connection:
+    body = ParquetCodec.encode(x.set_axis([str(c) for c in x.columns], axis=1))
+
+    async def ask(connection: AbstractConnection, left: float) -> aio_pika.abc.AbstractIncomingMessage:
+        correlation_id = uuid.uuid4().hex
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         replies = await channel.declare_queue(exclusive=True, auto_delete=True)
         answer: asyncio.Future[aio_pika.abc.AbstractIncomingMessage] = asyncio.get_running_loop().create_future()
+        closed = brokers.lost(connection)
 
         async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             if message.correlation_id == correlation_id and not answer.done():
                 answer.set_result(message)
 
-        await replies.consume(on_reply, no_ack=True)
-        exchange = await channel.get_exchange(topology.jobs_exchange)
-        await exchange.publish(
-            aio_pika.Message(
-                ParquetCodec.encode(x.set_axis([str(c) for c in x.columns], axis=1)),
-                headers={k: v for k, v in headers.items() if v is not None},
-                content_type=PARQUET,
-                type=MessageType.PREDICT,
-                correlation_id=correlation_id,
-                reply_to=replies.name,
-                expiration=timeout,
-            ),
-            routing_key=topology.predict_key(family),
-            mandatory=True,
-        )
         try:
-            reply = await asyncio.wait_for(answer, timeout)
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(f"no {family} consumer answered within {timeout:g}s") from None
+            await replies.consume(on_reply, no_ack=True)
+            exchange = await channel.get_exchange(topology.jobs_exchange)
+            await exchange.publish(
+                aio_pika.Message(
+                    body,
+                    headers={k: v for k, v in headers.items() if v is not None},
+                    content_type=PARQUET,
+                    type=MessageType.PREDICT,
+                    correlation_id=correlation_id,
+                    reply_to=replies.name,
+                    expiration=max(left, 0.001),
+                ),
+                routing_key=topology.predict_key(family),
+                mandatory=True,
+            )
+            # The reply, or the connection lost (then asked again on the next node), or the deadline.
+            waiters: set[asyncio.Future[Any]] = {answer, closed}
+            await asyncio.wait(waiters, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if answer.done():
+                return answer.result()
+            if closed.done():
+                closed.result()  # raises ConnectionError
+            raise DeadlineExceeded(f"no {family} consumer answered within {timeout:g}s")
+        finally:
+            closed.cancel()
+
+    reply = await brokers.call(brokers.split(broker_url), ask, timeout)
     return ParquetCodec.decode(read_reply(reply.headers or {}, reply.body), what="prediction")

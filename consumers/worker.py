@@ -32,7 +32,7 @@ from aiormq.exceptions import AMQPError
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from contracts import amqp, logs
+from contracts import amqp, brokers, logs
 from contracts.amqp import settle
 from contracts.errors import InvalidInput, MLServerError
 from contracts.events import event_headers
@@ -125,11 +125,12 @@ class Consumer:
         predict_channel = await self.connection.channel()
         await predict_channel.set_qos(prefetch_count=self.settings.predict_prefetch)
         t, s = self.topology, self.settings
+        quorum = brokers.quorum_predicts(s.predict_queue_type, s.broker_url)
         for served in self.served.values():
             name = served.family.name
             # Declared on the channels that consume them, so a reconnect restores both together.
             served.train = await amqp.declare_train(train_channel, t, name, s.max_train_queue)
-            served.predict = await amqp.declare_predict(predict_channel, t, name, s.max_predict_queue)
+            served.predict = await amqp.declare_predict(predict_channel, t, name, s.max_predict_queue, quorum)
             await self.records.register(await asyncio.to_thread(served.family.info))
             served.train_tag = await served.train.consume(self._train_handler(served))
             served.predict_tag = await served.predict.consume(self._predict_handler(served))

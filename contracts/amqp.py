@@ -8,7 +8,6 @@ does).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -18,30 +17,24 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractQueue, AbstractRobustConnection
 from aiormq.exceptions import AMQPError
 
+from . import brokers
 from .topology import Topology
 
 log = logging.getLogger(__name__)
 
 # What a failed connection attempt raises: the broker is not there (yet), or refused us.
-CONNECT_ERRORS = (AMQPError, ConnectionError, OSError, asyncio.TimeoutError)
+CONNECT_ERRORS = brokers.CONNECT_ERRORS
 
 
 async def connect(
     url: str, name: str, deadline: float = 60.0, stopping: Callable[[], bool] = lambda: False
 ) -> AbstractRobustConnection:
-    """A robust connection named `name` (as the broker lists it), retried for `deadline` seconds
-    (the broker may start after us); once connected, aio-pika reconnects by itself.
-    The last error is raised when the deadline passes or `stopping()` turns true."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + deadline
-    while True:
-        try:
-            return await aio_pika.connect_robust(url, timeout=10, client_properties={"connection_name": name})
-        except CONNECT_ERRORS as e:
-            if loop.time() > give_up or stopping():
-                raise
-            log.warning("broker not reachable yet (%s); retrying", e)
-            await asyncio.sleep(1)
+    """A robust connection named `name` (as the broker lists it) to the first node of `url` (one AMQP URL,
+    or several, comma-separated: the nodes of a cluster) that answers, retried for `deadline` seconds
+    (the broker may start after us); once connected, aio-pika reconnects by itself, to the next node
+    when its own is lost (`brokers`). The last error is raised when the deadline passes or `stopping()`
+    turns true."""
+    return await brokers.connect(brokers.split(url), name, deadline, stopping)
 
 
 @dataclass
@@ -74,10 +67,13 @@ async def declare_train(channel: AbstractChannel, topology: Topology, family: st
     return train
 
 
-async def declare_predict(channel: AbstractChannel, topology: Topology, family: str, max_length: int) -> AbstractQueue:
-    """A family's predict queue, bound (ML_SERVER_MAX_PREDICT_QUEUE: the same in every process)."""
+async def declare_predict(
+    channel: AbstractChannel, topology: Topology, family: str, max_length: int, quorum: bool = False
+) -> AbstractQueue:
+    """A family's predict queue, bound (ML_SERVER_MAX_PREDICT_QUEUE and its type, `quorum_predicts`:
+    the same in every process)."""
     predict = await channel.declare_queue(
-        topology.predict_queue(family), durable=True, arguments=topology.predict_queue_arguments(max_length)
+        topology.predict_queue(family), durable=True, arguments=topology.predict_queue_arguments(max_length, quorum)
     )
     await predict.bind(topology.jobs_exchange, topology.predict_key(family))
     return predict

@@ -99,6 +99,26 @@ def _names(name: str, raw: str) -> tuple[str, ...]:
     return names
 
 
+def _broker_urls(name: str, raw: str) -> str:
+    """One AMQP URL, or several (the nodes of a cluster), comma-separated."""
+    from .brokers import BrokerURLError, split
+
+    try:
+        return ",".join(split(raw))
+    except BrokerURLError as e:
+        raise SettingsError(f"{name}: {e}") from None
+
+
+def _choice(*values: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in values:
+            raise SettingsError(f"{name}={raw!r} is not one of {', '.join(values)}")
+        return value
+
+    return parse
+
+
 def _port(name: str, raw: str) -> int:
     value = _int(name, raw)
     if value > 65535:
@@ -109,7 +129,21 @@ def _port(name: str, raw: str) -> int:
 # attribute: (environment variable, parser, default as text or None, description)
 SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
     "data_dir": ("ML_SERVER_DATA_DIR", _str, "./data", "folder for the SQLite store and the generated secret"),
-    "broker_url": ("ML_SERVER_BROKER_URL", _str, "amqp://localhost:5672/", "RabbitMQ URL (credentials go here)"),
+    "broker_url": (
+        "ML_SERVER_BROKER_URL",
+        _broker_urls,
+        "amqp://localhost:5672/",
+        "RabbitMQ URL (credentials go here); for a cluster, its nodes' URLs comma-separated: a process connects to "
+        "the first that answers and moves to the next when its node is lost",
+    ),
+    "predict_queue_type": (
+        "ML_SERVER_PREDICT_QUEUE_TYPE",
+        _choice("auto", "classic", "quorum"),
+        "auto",
+        "type of the predict queues (train queues are always quorum): `quorum` replicates them over a cluster, "
+        "`classic` is the fastest on one node; `auto`: quorum when ML_SERVER_BROKER_URL lists several nodes "
+        "(all processes of a deployment must agree)",
+    ),
     "database_url": (
         "ML_SERVER_DATABASE_URL",
         _str,
@@ -281,6 +315,7 @@ class Settings:
     broker_url: str
     database_url: str
     namespace: str = "ml-server"
+    predict_queue_type: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8080
     max_body: int = 256 * 2**20

@@ -8,7 +8,7 @@ Every name on the broker is built here, from a namespace (default
     <ns>.dead      direct exchange, durable: dead-lettered train jobs
 
     <ns>.<family>.train    quorum queue, bound to jobs with "<family>.train"
-    <ns>.<family>.predict  classic queue, bound to jobs with "<family>.predict"
+    <ns>.<family>.predict  classic queue (quorum on a cluster), bound to jobs with "<family>.predict"
     <ns>.<family>.dead     quorum queue, bound to dead with "<family>.train": train jobs that can't be
                            run (`x-dead-reason`, `x-error-fields` say why) or that killed consumers
     <ns>.events.<id>       exclusive, auto-delete: one gateway's copy of every event ("#")
@@ -170,8 +170,12 @@ class Topology:
         }
 
     @staticmethod
-    def predict_queue_arguments(max_length: int) -> dict[str, Any]:
-        return {"x-max-length": max_length, "x-overflow": "reject-publish"}
+    def predict_queue_arguments(max_length: int, quorum: bool = False) -> dict[str, Any]:
+        """Classic on one node (the fastest); quorum on a cluster, so the queue outlives any one node."""
+        arguments: dict[str, Any] = {"x-max-length": max_length, "x-overflow": "reject-publish"}
+        if quorum:
+            arguments["x-queue-type"] = "quorum"
+        return arguments
 
     @staticmethod
     def dead_queue_arguments() -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from aiohttp import web
@@ -11,18 +12,29 @@ from contracts import logs, schema
 from contracts.loops import event_loop
 from contracts.settings import Settings, SettingsError
 
-from . import auth
+from . import auth, metrics, workers
 from .app import make_app
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    argparse.ArgumentParser(
+    p = argparse.ArgumentParser(
         prog="ml-server-gateway",
         description="The REST gateway: turns HTTP requests into RabbitMQ jobs. "
         "Settings come from ML_SERVER_* environment variables (see the README).",
-    ).parse_args(argv)
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N gateway processes on the port (SO_REUSEPORT), their /metrics summed (default 1)",
+    )
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of the --workers processes
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
     try:
         settings = Settings.from_env()
         if settings.database_url.startswith("sqlite"):
@@ -39,12 +51,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     logs.configure(settings.log_level, settings.log_format)
-    if not settings.tokens:
+    if not settings.tokens and not args.worker:
         logging.getLogger(__name__).warning(
             "no ML_SERVER_TOKENS: anyone who can reach %s:%s may fit, predict and delete", settings.host, settings.port
         )
+    if args.workers > 1:
+        return workers.supervise(args.workers, dict(os.environ))
+    metrics.configure(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     web.run_app(
-        make_app(settings), host=settings.host, port=settings.port, print=None, shutdown_timeout=10, loop=event_loop()
+        make_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=10,
+        loop=event_loop(),
+        reuse_port=args.worker or None,  # the port is shared with the other workers
     )
     return 0
 

@@ -25,6 +25,10 @@ from .table import ROUTES as TABLE
 
 log = logging.getLogger(__name__)
 
+# Seconds a 503 asks the client to wait before it tries again (a broker node's failover takes about that).
+RETRY_AFTER = 1
+
+
 def error_response(error: MLServerError) -> web.Response:
     response = web.Response(
         status=error.status,
@@ -33,6 +37,9 @@ def error_response(error: MLServerError) -> web.Response:
     )
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="ml-server"'
+    elif error.status == 503:
+        # Broker failover, store restart, full queue: passing states, worth another try shortly.
+        response.headers["Retry-After"] = str(RETRY_AFTER)
     return response
 
 

@@ -1,7 +1,8 @@
 """`ml-server`: the command line.
 
     ml-server run [--families a,b]   the gateway and one consumer process for every family, for local use
-    ml-server gateway                the REST gateway alone
+                  [--gateways N]     N gateway processes on the port
+    ml-server gateway [--workers N]  the REST gateway alone (N processes on its port)
     ml-server consumer FAMILY ...    a consumer process serving these families (or --all)
     ml-server migrate                apply the store's schema migrations
     ml-server token [--scope read]   make a bearer token and its settings entry
@@ -49,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         "--process-per-family",
         action="store_true",
         help="one consumer process per family (default: one consumer process serves them all)",
+    )
+    run.add_argument(
+        "--gateways",
+        type=int,
+        default=1,
+        metavar="N",
+        help="gateway processes on the port (SO_REUSEPORT), their /metrics summed (default 1)",
     )
     sub.add_parser(
         "migrate",
@@ -99,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         secret, entry = new_token(args.scope, args.name)
         print(f"token:            {secret}\nML_SERVER_TOKENS: {entry}")
         return 0
-    return _run(args.families, args.process_per_family)
+    if args.gateways < 1:
+        p.error("--gateways must be at least 1")
+    return _run(args.families, args.process_per_family, args.gateways)
 
 
 def _migrate() -> int:
@@ -168,7 +178,12 @@ def expected(families: list[str]) -> list[str]:
     return [f for f in families if ":" not in f]
 
 
-def _run(families_arg: str | None, per_family: bool) -> int:
+def gateway_command(gateways: int) -> list[str]:
+    """The gateway `ml-server run` starts: one process, or a supervisor of `gateways` on one port."""
+    return [sys.executable, "-m", "gateway", *(["--workers", str(gateways)] if gateways > 1 else [])]
+
+
+def _run(families_arg: str | None, per_family: bool, gateways: int = 1) -> int:
     from contracts.families import BUILTIN
 
     try:
@@ -193,7 +208,7 @@ def _run(families_arg: str | None, per_family: bool) -> int:
     # Local use: the fit processes' server starts in the background, so that the first fit does not wait for it.
     env.setdefault("ML_SERVER_FIT_POOL_WARM", "true")
 
-    commands = {"gateway": [sys.executable, "-m", "gateway"], **consumer_commands(families, per_family)}
+    commands = {"gateway": gateway_command(gateways), **consumer_commands(families, per_family)}
     consumers = [name for name in commands if name != "gateway"]
     ports = metrics_ports(settings.metrics_port, consumers)
     envs = {name: {**env, "ML_SERVER_METRICS_PORT": str(ports[name])} if name in ports else env for name in commands}

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 
 if TYPE_CHECKING:  # rpc.py reports predict batches here
@@ -50,16 +50,33 @@ PREDICT_BATCH_ROWS = Histogram(
     "Rows carried by one predict message to the broker",
     buckets=(1, 10, 100, 1_000, 10_000, 100_000, 1_000_000),
 )
+# With several gateway processes, the one scraped last knows the depths best.
 QUEUE_MESSAGES = Gauge(
     "ml_server_queue_messages",
     "Messages ready in a family's queue (from a passive declare at scrape time)",
     ["family", "queue"],
+    multiprocess_mode="mostrecent",
 )
 QUEUE_CONSUMERS = Gauge(
     "ml_server_queue_consumers",
     "Consumers on a family's queue (from the same passive declare)",
     ["family", "queue"],
+    multiprocess_mode="mostrecent",
 )
+
+# What `GET /metrics` exposes: this process's metrics, or every gateway process's summed (`configure`).
+_exposed: CollectorRegistry = REGISTRY
+
+
+def configure(multiprocess_dir: str | None) -> None:
+    """Several gateway processes on one port (`gateway.workers`) write their metrics to files in
+    `multiprocess_dir` (PROMETHEUS_MULTIPROC_DIR, set before prometheus_client was imported);
+    `GET /metrics` on any of them then answers the sum over all of them."""
+    global _exposed
+    if multiprocess_dir:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
+        _exposed = registry
 
 
 def observe_predict_batch(requests: int, rows: int) -> None:
@@ -119,7 +136,7 @@ async def scrape(broker: Broker | None, families: Callable[[], Awaitable[Iterabl
             await asyncio.wait_for(refresh(), QUEUE_DEPTH_TIMEOUT)
         except Exception as e:  # noqa: BLE001 - broker or store trouble: serve the last values
             log.debug("queue depths not refreshed: %s", e)
-    return generate_latest(REGISTRY)
+    return generate_latest(_exposed)
 
 
 __all__ = [
@@ -130,6 +147,7 @@ __all__ = [
     "QUEUE_CONSUMERS",
     "QUEUE_MESSAGES",
     "REQUESTS",
+    "configure",
     "middleware",
     "observe_predict_batch",
     "scrape",

@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from aio_pika.exceptions import DeliveryError, PublishError
 from aiormq.exceptions import AMQPError
 
-from contracts import amqp
+from contracts import amqp, brokers
 from contracts.errors import DeadlineExceeded, Unavailable
 from contracts.events import event_headers
 from contracts.frames import PARQUET
@@ -41,6 +41,7 @@ class Broker:
         self.connection: AbstractRobustConnection | None = None
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._closing = False
+        self.quorum_predicts = brokers.quorum_predicts(settings.predict_queue_type, settings.broker_url)
 
     async def connect(self, deadline: float = 60.0) -> None:
         try:
@@ -58,7 +59,7 @@ class Broker:
         s = self.settings
         for family in s.families:
             await amqp.declare_train(self.channel, self.topology, family, s.max_train_queue)
-            await amqp.declare_predict(self.channel, self.topology, family, s.max_predict_queue)
+            await amqp.declare_predict(self.channel, self.topology, family, s.max_predict_queue, self.quorum_predicts)
         self.reply_channel = await self.connection.channel(publisher_confirms=False)
         self.reply_queue = await self.reply_channel.declare_queue(
             self.topology.reply_queue(self.instance), exclusive=True, auto_delete=True

@@ -498,6 +498,7 @@ def test_broker_unreachable_is_503_fast_and_the_gateway_recovers(fresh_stack: St
     err = error_of(r, 503, "unavailable")
     assert "broker" in err["message"], err
     assert elapsed < 5, elapsed
+    assert r.headers["Retry-After"] == "1"  # a passing state: try again shortly
 
     ready = requests.get(f"{s.url}/readyz", timeout=10)
     assert ready.status_code == 503, ready.text

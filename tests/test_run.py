@@ -25,9 +25,11 @@ pytestmark = pytest.mark.integration
 
 
 @contextmanager
-def run(tmp_path: Path, *args: str, stop: int = signal.SIGTERM) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """`ml-server run ARGS` in a data folder of its own, until `stop` (SIGINT: to its whole process group,
-    as a terminal's Ctrl-C); (process, base URL, log file)."""
+def run(
+    tmp_path: Path, *args: str, stop: int = signal.SIGTERM, **extra: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """`ml-server run ARGS` in a data folder of its own (`extra`: more environment), until `stop` (SIGINT: to
+    its whole process group, as a terminal's Ctrl-C); (process, base URL, log file)."""
     port = free_port()
     env = {
         **os.environ,
@@ -37,6 +39,7 @@ def run(tmp_path: Path, *args: str, stop: int = signal.SIGTERM) -> Iterator[tupl
         "ML_SERVER_NAMESPACE": f"test-run-{port}",
         "ML_SERVER_PORT": str(port),
         "ML_SERVER_METRICS_PORT": "0",
+        **extra,
     }
     for name in ("ML_SERVER_SECRET", "ML_SERVER_SECRET_FILE", "ML_SERVER_FAMILIES", "ML_SERVER_DATABASE_URL"):
         env.pop(name, None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -69,16 +70,23 @@ class PrivateBroker:
     def start(self) -> float:
         """Start the node (again, on the same data); seconds until it accepts AMQP."""
         began = time.monotonic()
+        self.launch()
+        self.wait_accepting()
+        return time.monotonic() - began
+
+    def launch(self) -> None:
+        """Start the node's process and return at once (`wait_accepting` waits for it)."""
         # In the foreground, as our own child (its output in a file of ours), rather than -detached.
         with (self.workdir / "console.out").open("ab") as out:
             self.process = subprocess.Popen(
                 ["rabbitmq-server"], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.started = True
+
+    def wait_accepting(self, timeout: float = 120) -> None:
         # Ready once it takes an AMQP connection: asked over AMQP, not by starting rabbitmqctl
         # (an Erlang VM of its own) again and again while the node boots.
-        wait_for(lambda: self._alive() and self._accepts_amqp(), 120, interval=0.2, what=f"{self.node} accepting AMQP")
-        return time.monotonic() - began
+        wait_for(lambda: self._alive() and self._accepts_amqp(), timeout, interval=0.2, what=f"{self.node} accepting AMQP")
 
     def _alive(self) -> bool:
         assert self.process.poll() is None, f"{self.node} exited: {self.log_tail()}"
@@ -98,6 +106,15 @@ class PrivateBroker:
     def stop(self) -> None:
         done = self.ctl("shutdown", "--wait", timeout=120)
         assert done.returncode == 0, done.stderr
+        self.process.wait(timeout=60)
+        self.started = False
+
+    def terminate(self) -> None:
+        """Stop the node as its service manager would: SIGTERM to its Erlang VM (which shuts RabbitMQ
+        down cleanly), and wait for it to end. (No rabbitmqctl VM to start: faster than `stop`.)"""
+        vm = int((self.workdir / "node.pid").read_text().strip())  # the Erlang VM, below `su` and a shell
+        os.kill(vm, signal.SIGTERM)
+        wait_for(lambda: not _running(vm), 60, interval=0.1, what=f"{self.node}'s Erlang VM ({vm}) ended")
         self.process.wait(timeout=60)
         self.started = False
 
@@ -139,3 +156,11 @@ class PrivateBroker:
     def log_tail(self, n: int = 4000) -> str:
         logs = [self.workdir / "console.out"] + sorted((self.workdir / "log").glob("*.log")) if (self.workdir / "log").exists() else []
         return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-n:]}" for p in logs)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

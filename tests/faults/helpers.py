@@ -73,6 +73,7 @@ class PredictLoad:
     threads: int = 2
     client_timeout: float = 60.0
     results: list[tuple[float, float, int]] = field(default_factory=list)
+    unavailable_without_retry_after: int = 0  # 503s that did not say when to try again
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -89,11 +90,14 @@ class PredictLoad:
         while not self._stop.is_set():
             began = time.monotonic()
             try:
-                status = requests.post(self.url, json=body, timeout=self.client_timeout).status_code
+                r = requests.post(self.url, json=body, timeout=self.client_timeout)
+                status = r.status_code
             except requests.RequestException:
                 status = -1  # no HTTP answer at all (hung past the client timeout, or refused)
             with self._lock:
                 self.results.append((began, time.monotonic() - began, status))
+                if status == 503 and "Retry-After" not in r.headers:
+                    self.unavailable_without_retry_after += 1
             if status != 200:
                 time.sleep(0.05)
 
@@ -107,6 +111,14 @@ class PredictLoad:
         with self._lock:
             return any(s == 200 and b >= when for b, _, s in self.results)
 
+    def longest_gap(self, since: float, until: float) -> float:
+        """The longest time between two answered (200) predicts from `since` to `until`: how long
+        callers got no answers, e.g. across a failover."""
+        with self._lock:
+            answered = sorted(b + lat for b, lat, s in self.results if s == 200 and since <= b + lat <= until)
+        marks = [since, *answered, until]
+        return max(b - a for a, b in zip(marks, marks[1:]))
+
 
 def record(figures_file: Path, name: str, **figures: Any) -> dict[str, Any]:
     """Append one JSON line of figures to the run's figures file, and print it (visible with `pytest -s`)."""
@@ -115,3 +127,45 @@ def record(figures_file: Path, name: str, **figures: Any) -> dict[str, Any]:
         f.write(json.dumps(line) + "\n")
     print(f"\nFAULT FIGURES {json.dumps(line)}  (appended to {figures_file})")
     return line
+
+
+class FitBurst:
+    """Small distinct fits sent one after the other until stopped, each sent again after a 503 as a client
+    would (with `retrain`: a refused fit is recorded `failed`): (status, model_key) of every answer."""
+
+    def __init__(self, stack: Stack, family: str = "logreg") -> None:
+        self.stack, self.family = stack, family
+        self.answers: list[tuple[int, str | None]] = []
+        self.sent = 0  # fits (not attempts) begun
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> FitBurst:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        s = self.stack
+        while not self._stop.is_set():
+            x, y = data(5000 + self.sent, n=60)
+            body = fit_body(x, y, name=f"{s.namespace}-burst-{self.sent}", retrain=True)
+            self.sent += 1
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    r = requests.post(s.fit_url(self.family), json=body, timeout=30)
+                    self.answers.append((r.status_code, r.json().get("model_key") if r.status_code == 202 else None))
+                except requests.RequestException:
+                    self.answers.append((-1, None))
+                if self.answers[-1][0] != 503:
+                    break
+                time.sleep(0.3)
+
+    def accepted(self) -> list[str]:
+        return [k for st, k in self.answers if st == 202 and k]
+
+    def stop(self) -> None:
+        """Let the fit under way finish (accepted or given up), then return."""
+        self._stop.set()
+        self._thread.join(timeout=150)
+        assert not self._thread.is_alive(), "the fit burst hung"
