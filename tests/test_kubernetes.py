@@ -28,7 +28,9 @@ from contracts import schema
 from contracts.families import BUILTIN
 from contracts.settings import SETTINGS, Settings
 from contracts.topology import Topology
-from gateway.app import ops
+from contracts import paths as http_paths
+from gateway.routing import Scope
+from gateway.table import ROUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "kubernetes"
@@ -375,9 +377,9 @@ def test_consumer_grace_period_fits_the_lease_handover() -> None:
 def test_gateway_probes_service_and_autoscaler() -> None:
     gateway = _named("Deployment", "ml-server-gateway")
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
-    paths = {route.path for route in ops if hasattr(route, "path")}  # type: ignore[attr-defined]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz" in paths
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" in paths
+    probes = {r.path for r in ROUTES if r.method == "GET" and r.scope is Scope.OPEN}  # answered without a token
+    assert container["livenessProbe"]["httpGet"]["path"] == http_paths.HEALTHZ in probes
+    assert container["readinessProbe"]["httpGet"]["path"] == http_paths.READYZ in probes
     literal, _ = _environment(container)
     (port,) = container["ports"]
     assert int(literal["ML_SERVER_PORT"]) == port["containerPort"]
