@@ -89,6 +89,9 @@ class Family:
     encoding: str = "onehot"
     # A tree ensemble: ordinal codes of text columns are categories to it (HistGradientBoosting's own).
     trees: bool = False
+    # Numbers standardized before the estimator by default (`preprocess`; `modkwargs["preprocessing"]["scale"]`
+    # overrides): estimators that fit by gradient descent, measure distances or penalize coefficients.
+    scale: bool = False
     # False: the family serves imported models only (`onnx`); fits and updates are refused.
     fits: bool = True
 
@@ -147,6 +150,10 @@ _ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 _TREES = frozenset({"forest", "gbm"})
+# Numbers on one scale: neural networks and SGD converge on them, k-means measures distances in them, and the
+# penalty of logistic regression and ridge weighs every coefficient alike only on them. Not for trees (splits
+# don't care) nor ordinary least squares (its predictions are the same either way).
+_SCALED = frozenset({"logreg", "ridge", "nn", "nnreg", "sgd", "kmeans"})
 
 
 def _imported_only(**_: Any) -> Any:
@@ -165,6 +172,7 @@ BUILTIN: dict[str, Family] = {
         array_input=True,
         encoding="ordinal" if info.name in _TREES else "onehot",
         trees=info.name in _TREES,
+        scale=info.name in _SCALED,
     )
     for info in catalog.BUILTIN.values()
     if info.fits

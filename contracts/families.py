@@ -23,6 +23,8 @@ RESERVED = frozenset({"families", "models", "healthz", "readyz", "metrics", "doc
 PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
 # The modkwargs key of the model's preprocessing options (consumers/preprocess.py): not an estimator parameter.
 PREPROCESSING = "preprocessing"
+# The modkwargs key of how a fit's held-out scores are made (consumers/scoring.py): not an estimator parameter.
+EVALUATION = "evaluation"
 CLASSIFIER_METHODS = ("predict", "predict_proba")
 
 
@@ -55,7 +57,7 @@ class FamilyInfo:
 
     def check_modkwargs(self, modkwargs: Mapping[str, Any]) -> None:
         """InvalidInput naming every parameter the estimator does not take (nothing to check without `params`)."""
-        unknown = sorted(set(modkwargs) - set(self.params) - {PREPROCESSING})
+        unknown = sorted(set(modkwargs) - set(self.params) - {PREPROCESSING, EVALUATION})
         if unknown and self.params:
             raise InvalidInput(
                 f"modkwargs: {self.name} has no parameter {', '.join(map(repr, unknown))}; "
