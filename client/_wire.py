@@ -261,6 +261,18 @@ def versions(model_key: str, filters: Mapping[str, Any]) -> Call:
     return Call("GET", f"/models/{model_key}/versions", _query(filters))
 
 
+def scores_frame(body: Mapping[str, Any]) -> pd.DataFrame:
+    """`GET /models/{key}/versions`' answer as a table of held-out scores, one row per version."""
+    rows = []
+    for v in body["versions"]:
+        scores = v.get("scores") or {}
+        row: dict[str, Any] = {"version": v["version"], "status": v["status"], "method": scores.get("method")}
+        row.update(scores.get("metrics") or {})
+        row.update({f"{name}_std": std for name, std in (scores.get("std") or {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["version", "status", "method"]).set_index("version")
+
+
 def models(filters: Mapping[str, Any]) -> Call:
     return Call("GET", "/models", _query(filters))
 

@@ -205,6 +205,12 @@ class ModelClient(_Registry):
         """Every version of a model, newest first; filters `status`, `limit`, `offset`."""
         return self._do(_wire.versions(model_key, filters))
 
+    def scores(self, model_key: str, **filters: Any) -> pd.DataFrame:
+        """The held-out scores of a model's versions (`modkwargs["evaluation"]` at fit), one row per version,
+        newest first: `status`, `method` (holdout or cv), then each metric's mean (`accuracy`, `r2`, ...) and
+        its spread over the folds (`accuracy_std`, ...); filters as `versions`."""
+        return _wire.scores_frame(self._do(_wire.versions(model_key, filters)))
+
     def models(self, **filters: Any) -> dict[str, Any]:
         """Models with their latest version; filters `family`, `name`, `status`, `limit`, `offset`."""
         return self._do(_wire.models(filters))
@@ -339,6 +345,9 @@ class AsyncModelClient(_Registry):
 
     async def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
         return await self._do(_wire.versions(model_key, filters))
+
+    async def scores(self, model_key: str, **filters: Any) -> pd.DataFrame:
+        return _wire.scores_frame(await self._do(_wire.versions(model_key, filters)))
 
     async def models(self, **filters: Any) -> dict[str, Any]:
         return await self._do(_wire.models(filters))

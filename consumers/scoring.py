@@ -32,13 +32,11 @@ import warnings
 from typing import Any
 
 import numpy as np
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from contracts import evaluation
 from contracts.errors import InvalidInput
-from contracts.families import EVALUATION
 
-KEY = EVALUATION
-DEFAULT_HOLDOUT = 0.2
+KEY = evaluation.KEY
 # Fewer rows than this and the default held-out share is left out (a score of 2 rows says nothing).
 MIN_ROWS = 10
 
@@ -48,34 +46,10 @@ PROBABILISTIC = {"log_loss": ("neg_log_loss", -1)}
 REGRESSOR = {"r2": ("r2", 1), "mae": ("neg_mean_absolute_error", -1), "rmse": ("neg_root_mean_squared_error", -1)}
 
 
-class Evaluation(Schema):
-    holdout = fields.Float(validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False))
-    cv = fields.Integer(strict=True, validate=validate.Range(min=2, max=100))
-    seed = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=2**32 - 1))
-
-    @validates_schema
-    def one_of(self, data: dict[str, Any], **_: Any) -> None:
-        if ("holdout" in data) == ("cv" in data):
-            raise ValidationError("give holdout (a share of the rows) or cv (a number of folds)", "holdout")
-
-
 def options(modkwargs: dict[str, Any]) -> tuple[dict[str, Any] | None, bool, dict[str, Any]]:
     """(how to evaluate, or None for not at all; whether it was asked for; the other modkwargs)."""
-    rest = {k: v for k, v in modkwargs.items() if k != KEY}
-    if KEY not in modkwargs or modkwargs[KEY] is None or modkwargs[KEY] is True:
-        return {"holdout": DEFAULT_HOLDOUT, "seed": 0}, False, rest
-    raw = modkwargs[KEY]
-    if raw is False:
-        return None, True, rest
-    if not isinstance(raw, dict):
-        raise InvalidInput(
-            f"modkwargs.{KEY} must be false or an object like {{\"cv\": 5}} or {{\"holdout\": 0.2}}",
-            fields={"modkwargs": [f"{KEY}: false or an object"]},
-        )
-    try:
-        return Evaluation().load(raw), True, rest
-    except ValidationError as e:
-        raise InvalidInput(f"modkwargs.{KEY}: {e.messages}", fields={"modkwargs": [f"{KEY}: {e.messages}"]}) from e
+    how, asked = evaluation.options(modkwargs)
+    return how, asked, {k: v for k, v in modkwargs.items() if k != KEY}
 
 
 def splitter(how: dict[str, Any], model: Any, y: Any) -> Any:

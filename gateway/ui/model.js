@@ -144,6 +144,24 @@ export async function modelView(root, { params, feed, notify, report, confirm })
     }
   }
 
+  // The held-out metric a version's scores lead with (accuracy, r2, inertia...), and its value.
+  function heldOut(v) {
+    const metrics = v.status === "done" && v.scores ? v.scores.metrics || {} : {};
+    const name = Object.keys(metrics)[0];
+    return name ? { name, value: metrics[name], std: (v.scores.std || {})[name] } : null;
+  }
+
+  function scoreCell(v, meta) {
+    const held = heldOut(v);
+    if (held && typeof held.value === "number") {
+      const how = v.scores.method === "cv" ? `${v.scores.folds}-fold cv` : `${Math.round(v.scores.holdout * 100)} % held out`;
+      const spread = typeof held.std === "number" && v.scores.method === "cv" ? ` ± ${number(held.std, 3)}` : "";
+      return h("span", { title: `${held.name}, ${how}${typeof meta.score === "number" ? `; training score ${number(meta.score, 4)}` : ""}` },
+        `${held.name} ${number(held.value, 4)}${spread}`);
+    }
+    return typeof meta.score === "number" ? h("span", { title: "training score (no held-out scores)" }, number(meta.score, 4)) : "—";
+  }
+
   function versionsTable() {
     const rows = [];
     for (const v of data.versions) {
@@ -153,7 +171,7 @@ export async function modelView(root, { params, feed, notify, report, confirm })
         h("td", { "data-label": "Status" }, badge(v.status)),
         h("td", { "data-label": "Rows", class: "num" }, count(v.rows)),
         h("td", { "data-label": "Training time", class: "num" }, duration(trainingSeconds(v))),
-        h("td", { "data-label": "Score", class: "num" }, typeof meta.score === "number" ? number(meta.score, 4) : "—"),
+        h("td", { "data-label": "Score", class: "num" }, scoreCell(v, meta)),
         h("td", { "data-label": "Lineage" }, lineage(v)),
         h("td", { "data-label": "By" }, v.actor || h("span", { class: "muted" }, "—")),
         h("td", { "data-label": "When", class: "nowrap" }, time(v.created_at)),
@@ -173,10 +191,18 @@ export async function modelView(root, { params, feed, notify, report, confirm })
 
   function charts() {
     const ordered = [...data.versions].reverse();
-    const score = ordered.map((v) => ({ x: v.version, y: v.status === "done" && v.metadata ? v.metadata.score ?? null : null }));
+    // Held-out scores where versions have them (the latest's leading metric); else the training score.
+    const lead = ordered.map(heldOut).filter(Boolean).pop();
+    const score = lead
+      ? ordered.map((v) => { const held = heldOut(v); return { x: v.version, y: held && held.name === lead.name ? held.value : null }; })
+      : ordered.map((v) => ({ x: v.version, y: v.status === "done" && v.metadata ? v.metadata.score ?? null : null }));
+    const bounded = !lead || !["log_loss", "mae", "rmse", "inertia"].includes(lead.name);
     const seconds = ordered.map((v) => ({ x: v.version, y: v.status === "done" ? trainingSeconds(v) : null }));
     return h("div", { class: "charts", id: "version-charts" },
-      versionChart({ label: "Training score by version", points: score, format: (y) => number(y, 3), ceiling: 1 }),
+      versionChart({
+        label: lead ? `Held-out ${lead.name.replace("_", " ")} by version` : "Training score by version",
+        points: score, format: (y) => number(y, 3), ceiling: bounded ? 1 : null,
+      }),
       versionChart({ label: "Training time by version", points: seconds, kind: "bar", format: duration }));
   }
 
