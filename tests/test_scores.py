@@ -178,3 +178,38 @@ def test_evaluation_is_checked_and_can_be_switched_off(stack: Stack) -> None:
     # Too few rows for the default held-out share: a version without scores, not a failed fit.
     state = client.fit("logreg", x.iloc[[0, 1, 200, 201]], y.iloc[[0, 1, 200, 201]], name=f"scores-tiny-{stack.namespace}")
     assert state["status"] == "done" and client.versions(state["model_key"])["versions"][0]["scores"] is None
+
+
+def test_a_numeric_frame_without_scaling_answers_as_before_and_with_it_through_the_scaler(stack: Stack) -> None:
+    """Complete numeric rows skip only the imputer: a version fitted without a scaler (as every version was
+    before scaling was a default) goes straight to its estimator, a scaled one through its scaler."""
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame({"grams": rng.normal(4000, 800, 300), "mm": rng.normal(40, 5, 300)})
+    y = pd.Series(np.where(x["grams"] / 800 - x["mm"] / 5 > -3, "big", "small"), name="size")
+    client = ModelClient(stack.url)
+    rows = x.iloc[:20]
+    schema = infer(x)
+    for scale in (False, True):
+        params = {"random_state": 0, "preprocessing": {"scale": scale}}
+        key = client.fit("nn", x, y, name=f"numeric-{scale}-{stack.namespace}", modkwargs=params)["model_key"]
+        meta = client.versions(key)["versions"][0]["metadata"]
+        assert meta["array_ready"] is True and meta["preprocessing"]["steps"] == (["numbers", "scale"] if scale else ["numbers"])
+        model = fitted(preprocess.model_for(BUILTIN["nn"], schema, params), conform(x, schema), y)
+        np.testing.assert_allclose(
+            client.predict("nn", key, rows, method="predict_proba").to_numpy(), model.predict_proba(conform(rows, schema)), rtol=1e-6, atol=1e-9
+        )
+
+
+def test_what_complete_numeric_rows_go_through() -> None:
+    """Pure logic: the imputer is skipped, the scaler never; a model without preprocessing is itself."""
+    x = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [10.0, 0.0, 30.0, 20.0]})
+    y = np.array([0, 0, 1, 1])
+    schema = infer(x)
+    old = fitted(preprocess.model_for(BUILTIN["logreg"], schema, {"preprocessing": {"scale": False}}), x, y)
+    assert preprocess.after_imputer(old) is old.steps[-1][1]
+    new = fitted(preprocess.model_for(BUILTIN["logreg"], schema, {}), x, y)
+    assert preprocess.array_ready(new) and [name for name, _ in preprocess.after_imputer(new).steps] == ["scale", "estimator"]
+    np.testing.assert_array_equal(preprocess.after_imputer(new).predict_proba(x.to_numpy()), new.predict_proba(x))
+    bare = fitted(preprocess.model_for(BUILTIN["logreg"], schema, {"preprocessing": False}), x, y)
+    assert preprocess.after_imputer(bare) is bare
+    assert not preprocess.array_ready(fitted(preprocess.model_for(BUILTIN["forest"], schema, {"preprocessing": {"indicators": True}}), x.assign(a=[1.0, None, 3.0, 4.0]), y))
