@@ -150,10 +150,11 @@ _ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 _TREES = frozenset({"forest", "gbm"})
-# Numbers on one scale: neural networks and SGD converge on them, k-means measures distances in them, and the
-# penalty of logistic regression and ridge weighs every coefficient alike only on them. Not for trees (splits
-# don't care) nor ordinary least squares (its predictions are the same either way).
-_SCALED = frozenset({"logreg", "ridge", "nn", "nnreg", "sgd", "kmeans"})
+# Numbers on one scale: neural networks and SGD only converge on them, k-means measures distances in them. Not
+# for trees (splits don't care), ordinary least squares (the same predictions either way), nor logistic
+# regression and ridge: their solvers converge on raw measurements, and `PUT /logreg` answers as scikit-learn's
+# own `LogisticRegression` does on the caller's numbers (the seed's contract); `scale: true` asks for it.
+_SCALED = frozenset({"nn", "nnreg", "sgd", "kmeans"})
 
 
 def _imported_only(**_: Any) -> Any:

@@ -12,7 +12,11 @@ how:
 - `{"cv": k}`: k folds, scikit-learn's default splitter for the estimator
   (`StratifiedKFold` for classifiers, `KFold` otherwise, not shuffled), as
   `cross_validate(model, x, y, cv=k)` does;
-- `false`: none (no second fit).
+- `false`: none (no second fit);
+- `scoring`, beside `holdout` or `cv`: one more metric, a scikit-learn scorer
+  name (`neg_log_loss`, `f1_macro`, ...) recorded under that name and sign,
+  or `score` (the estimator's own `score`, what `GridSearchCV` ranks by
+  without a `scoring`).
 
 An evaluation that was asked for and can't be made (more folds than rows)
 fails the fit saying why. The metrics are the ones a user expects of the kind
@@ -67,12 +71,33 @@ def splitter(how: dict[str, Any], model: Any, y: Any) -> Any:
     return ShuffleSplit(n_splits=1, test_size=how["holdout"], random_state=how["seed"])
 
 
-def metrics(model: Any, y: Any) -> dict[str, tuple[Any, int]]:
-    """metric name -> (scorer, sign) for the model's kind: what a version's scores hold."""
+def own_score(estimator: Any, x: Any, y: Any = None) -> float:
+    """The estimator's own `score` as a scorer (minus the inertia for k-means, accuracy for classifiers)."""
+    return float(estimator.score(x) if y is None else estimator.score(x, y))
+
+
+def metrics(model: Any, y: Any, scoring: str | None = None) -> dict[str, tuple[Any, int]]:
+    """metric name -> (scorer, sign) for the model's kind, and `scoring` if asked: what a version's scores hold."""
+    from sklearn.metrics import get_scorer_names
+
+    chosen = _metrics(model, y)
+    if scoring == "score":
+        chosen["score"] = (own_score, 1)
+    elif scoring is not None:
+        if scoring not in get_scorer_names():
+            raise InvalidInput(
+                f"modkwargs.{KEY}.scoring: {scoring!r} is not a scikit-learn scorer name (nor `score`)",
+                fields={"modkwargs": [f"{KEY}.scoring: unknown scorer"]},
+            )
+        chosen[scoring] = (scoring, 1)
+    return chosen
+
+
+def _metrics(model: Any, y: Any) -> dict[str, tuple[Any, int]]:
     from sklearn.base import is_classifier, is_regressor
 
     if y is None:
-        return {"inertia": ("__score__", -1)} if hasattr(model, "score") else {}
+        return {"inertia": (own_score, -1)} if hasattr(model, "score") else {}
     if is_classifier(model):
         if np.ndim(y) > 1:  # several targets: all of a row's labels right
             return {"accuracy": ("accuracy", 1)}
@@ -103,13 +128,13 @@ def evaluate(model: Any, x: Any, y: Any, fit_params: dict[str, Any], how: dict[s
     rows. None when the default held-out share was left out (too few rows or a model that can't be scored)."""
     from sklearn.model_selection import cross_validate
 
-    chosen = metrics(model, y)
+    chosen = metrics(model, y, how.get("scoring"))
     if not chosen:
         return None
     if not asked and len(x) < MIN_ROWS:
         return None
     started = time.perf_counter()
-    scoring = None if "inertia" in chosen else {name: scorer for name, (scorer, _) in chosen.items()}
+    scoring = {name: scorer for name, (scorer, _) in chosen.items()}
     try:
         split = splitter(how, model, y)
         n_splits = split.get_n_splits(x, y)
@@ -123,8 +148,10 @@ def evaluate(model: Any, x: Any, y: Any, fit_params: dict[str, Any], how: dict[s
         if not asked:
             return None
         raise InvalidInput(f"modkwargs.{KEY}: can't evaluate on these rows: {e}", fields={"modkwargs": [KEY]}) from e
-    folds = {name: [_finite(sign * s) for s in result[f"test_{'score' if scoring is None else name}"]] for name, (_, sign) in chosen.items()}
+    folds = {name: [_finite(sign * s) for s in result[f"test_{name}"]] for name, (_, sign) in chosen.items()}
     out: dict[str, Any] = {"method": "cv" if "cv" in how else "holdout", "splitter": type(split).__name__}
+    if how.get("scoring"):
+        out["scoring"] = how["scoring"]
     if "cv" in how:
         out["folds"] = n_splits
     else:
@@ -133,6 +160,7 @@ def evaluate(model: Any, x: Any, y: Any, fit_params: dict[str, Any], how: dict[s
     out["metrics"] = {name: _mean(values) for name, values in folds.items()}
     out["std"] = {name: _std(values) for name, values in folds.items()}
     out["fold_scores"] = folds
+    out["fit_seconds"] = [round(float(t), 6) for t in result["fit_time"]]
     out["seconds"] = round(time.perf_counter() - started, 6)
     return out
 

@@ -23,6 +23,10 @@ class Evaluation(Schema):
     holdout = fields.Float(validate=validate.Range(min=0, max=1, min_inclusive=False, max_inclusive=False))
     cv = fields.Integer(strict=True, validate=validate.Range(min=2, max=100))
     seed = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=2**32 - 1))
+    # One more metric, recorded under its own name as scikit-learn gives it (greater is better): a scorer
+    # name (`get_scorer_names()`, checked by the consumer) or `score`, the estimator's own `score` method
+    # (what `GridSearchCV` ranks by when given no `scoring`).
+    scoring = fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$", error="a scikit-learn scorer name"))
 
     @validates_schema
     def one_of(self, data: dict[str, Any], **_: Any) -> None:

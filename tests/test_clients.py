@@ -198,13 +198,15 @@ def test_remote_estimator_partial_fit_on_sgd(stack: Stack) -> None:
     x, y = classification_data(seed=16)
     chunks = np.array_split(np.arange(len(x)), 3)
     remote = RemoteEstimator("sgd", stack.url, random_state=0)
-    local = SGDClassifier(loss="log_loss", random_state=0)
+    sgd = SGDClassifier(loss="log_loss", random_state=0)
+    scaler = StandardScaler().fit(x.iloc[chunks[0]])  # sgd standardizes its numbers, fitted at the first fit
     for i, rows in enumerate(chunks):
         remote.partial_fit(x.iloc[rows], y.iloc[rows], classes=[0, 1])
         if i == 0:
-            local.fit(x.iloc[rows], y.iloc[rows])
+            sgd.fit(scaler.transform(x.iloc[rows]), y.iloc[rows])
         else:
-            local.partial_fit(x.iloc[rows], y.iloc[rows])
+            sgd.partial_fit(scaler.transform(x.iloc[rows]), y.iloc[rows])
+    local = make_pipeline(scaler, sgd)
     assert remote.version_ == 3
     np.testing.assert_array_equal(remote.predict(x), local.predict(x))
     np.testing.assert_allclose(remote.decision_function(x), local.decision_function(x), rtol=1e-9, atol=1e-12)

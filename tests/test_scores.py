@@ -205,9 +205,9 @@ def test_what_complete_numeric_rows_go_through() -> None:
     x = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [10.0, 0.0, 30.0, 20.0]})
     y = np.array([0, 0, 1, 1])
     schema = infer(x)
-    old = fitted(preprocess.model_for(BUILTIN["logreg"], schema, {"preprocessing": {"scale": False}}), x, y)
+    old = fitted(preprocess.model_for(BUILTIN["sgd"], schema, {"preprocessing": {"scale": False}}), x, y)
     assert preprocess.after_imputer(old) is old.steps[-1][1]
-    new = fitted(preprocess.model_for(BUILTIN["logreg"], schema, {}), x, y)
+    new = fitted(preprocess.model_for(BUILTIN["sgd"], schema, {}), x, y)
     assert preprocess.array_ready(new) and [name for name, _ in preprocess.after_imputer(new).steps] == ["scale", "estimator"]
     np.testing.assert_array_equal(preprocess.after_imputer(new).predict_proba(x.to_numpy()), new.predict_proba(x))
     bare = fitted(preprocess.model_for(BUILTIN["logreg"], schema, {"preprocessing": False}), x, y)
