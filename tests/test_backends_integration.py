@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from consumers.onnx_models import CHECK_ATOL, CHECK_RTOL
 from contracts.frames import PARQUET, ParquetCodec, encode_training
 from contracts.store import Artifact, Model, TrainingSession
 
@@ -156,7 +157,8 @@ def test_onnx_fit_in_parquet_regression_and_update_keeps_onnx(stack: Stack) -> N
     reference = make_pipeline(scaler, sgd)
     np.testing.assert_array_equal(predict_parquet(stack, "sgd", key, x2)["label"].to_numpy(), reference.predict(x2))
     proba = predict_parquet(stack, "sgd", key, x2, method="predict_proba")
-    np.testing.assert_allclose(proba.to_numpy(), reference.predict_proba(x2), **ONNX_TOLERANCE)
+    # A float32 graph behind a scaler: held to the tolerances the export check holds every graph to.
+    np.testing.assert_allclose(proba.to_numpy(), reference.predict_proba(x2), rtol=CHECK_RTOL, atol=CHECK_ATOL)
     assert [(v["version"], v["backend"]) for v in versions(stack, key)] == [(2, "onnx"), (1, "onnx")]
 
 
