@@ -18,7 +18,7 @@ from contracts.responses import HealthResponse, ReadyResponse
 from contracts.settings import Settings
 from contracts.store import make_engine
 
-from . import auth, dashboard, events, metrics, openapi
+from . import auth, dashboard, events, metrics, openapi, searches
 from .batching import Coalescer
 from .records import Records
 from .resources import resources
@@ -123,6 +123,7 @@ def make_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_store)
     app.cleanup_ctx.append(_broker)
     events.setup(app)  # GET /models/{model_key}/events; needs the broker
+    searches.setup(app)  # /families/{family}/searches, /searches/{id}; follows the event hub
     return app
 
 

@@ -26,7 +26,13 @@ OPEN_PREFIXES = ("/docs/", "/ui/")
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 # POSTs that change things (the others, predicts, only read).
 WRITE_POSTS = frozenset(
-    {"/families/{family}/models", "/models/{model_key}/update", "/families/{family}/models/import", "/models/{model_key}/import"}
+    {
+        "/families/{family}/models",
+        "/models/{model_key}/update",
+        "/families/{family}/models/import",
+        "/models/{model_key}/import",
+        "/families/{family}/searches",
+    }
 )
 
 

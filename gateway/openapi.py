@@ -46,7 +46,7 @@ from contracts.schemas import (
     VersionsQuery,
 )
 
-from . import dashboard
+from . import dashboard, searches
 
 routes = web.RouteTableDef()
 
@@ -579,6 +579,7 @@ def build() -> dict[str, Any]:
             }
         },
     )
+    searches.document(spec, plugin)
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
     return document
