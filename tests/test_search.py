@@ -121,3 +121,40 @@ def test_a_cancelled_search_drops_its_queued_candidates_and_refits_nothing(stack
     with pytest.raises(SearchFailed):
         few = [0, 1, 2, 3, 4, 5, 200, 201, 202, 203, 204, 205]  # more folds than rows: every candidate fails
         client.search("nn", x.iloc[few], y.iloc[few], name=f"{name}-few", param_grid={"alpha": [0.1]}, cv=20, progress=False)
+
+
+def test_candidates_run_on_two_consumers_at_once_and_a_consumer_killed_mid_search_loses_none(fresh_stack: Stack) -> None:
+    stack = fresh_stack
+    first = stack.start_consumer("nn", wait=False)
+    second = stack.start_consumer("nn", wait=False)
+    stack.start_gateway()
+    stack.wait_consumers("nn", count=2)
+    df = load_penguins()
+    x, y = df.drop(columns=["species"]), df["species"]
+    # Slow enough candidates (every iteration run) that both consumers hold one at the same time.
+    slow = {"max_iter": 600, "tol": 0.0, "n_iter_no_change": 10_000, "random_state": 0}
+    client = ModelClient(stack.url)
+    started = client.search("nn", x, y, name="two-consumers", param_grid={"alpha": [0.0001, 0.001, 0.01, 0.1]}, cv=3, modkwargs=slow, wait=False)
+    search_id = started.attrs["search"]["id"]
+
+    def two_running() -> list[dict[str, Any]] | None:
+        board = requests.get(f"{stack.url}/searches/{search_id}", timeout=10).json()["leaderboard"]
+        running = [c for c in board if c["status"] == "running" and c["worker"]]
+        return running if len({c["worker"] for c in running}) == 2 else None
+
+    running = wait_for(two_running, 240, "two candidates running on two consumers at once")
+    pids = {int(c["worker"].rsplit(":", 1)[1]): c["version"] for c in running}
+    assert set(pids) == {first.pid, second.pid}
+    stack.kill(first)  # mid-fit: its candidate goes back to the queue and to the other consumer
+    lost = pids[first.pid]
+
+    def finished() -> dict[str, Any] | None:
+        state = requests.get(f"{stack.url}/searches/{search_id}", timeout=10).json()
+        return state if state["state"] in ("done", "failed", "cancelled") else None
+
+    state = wait_for(finished, 600, "the search finished")
+    assert state["state"] == "done", state
+    assert [c["status"] for c in state["leaderboard"]] == ["done"] * 4
+    redone = next(c for c in state["leaderboard"] if c["version"] == lost)
+    assert redone["worker"].endswith(f":{second.pid}") and len(redone["split_test_scores"]) == 3
+    assert client.versions(state["model_key"])["versions"][0]["status"] == "done"
