@@ -92,6 +92,8 @@ class Family:
     # Numbers standardized before the estimator by default (`preprocess`; `modkwargs["preprocessing"]["scale"]`
     # overrides): estimators that fit by gradient descent, measure distances or penalize coefficients.
     scale: bool = False
+    # A regressor whose target is standardized for its fit (`targets`): one that learns by gradient descent.
+    scale_target: bool = False
     # False: the family serves imported models only (`onnx`); fits and updates are refused.
     fits: bool = True
 
@@ -174,6 +176,7 @@ BUILTIN: dict[str, Family] = {
         encoding="ordinal" if info.name in _TREES else "onehot",
         trees=info.name in _TREES,
         scale=info.name in _SCALED,
+        scale_target=info.name == "nnreg",
     )
     for info in catalog.BUILTIN.values()
     if info.fits
@@ -196,6 +199,7 @@ SKOPS_TRUSTED: frozenset[str] = frozenset(
         # the preprocessing every model carries (consumers/preprocess.py)
         "numpy.dtype",  # the encoders' output dtype
         "sklearn.pipeline.Pipeline",
+        "sklearn.compose._target.TransformedTargetRegressor",  # nnreg's standardized target (consumers/targets.py)
         "sklearn.compose._column_transformer.ColumnTransformer",
         "sklearn.impute._base.SimpleImputer",
         "sklearn.impute._base.MissingIndicator",

@@ -11,6 +11,9 @@ DataFrame is predicted on as it comes. What the frame gets, after
   then, for the families that need numbers on one scale (`Family.scale`:
   neural networks, gradient descent, k-means, the penalized linear models),
   standardized (`StandardScaler`, the training mean and standard deviation);
+- the target of a regressor that learns by gradient descent (`nnreg`,
+  `Family.scale_target`): standardized for the fit, predictions turned back
+  into its units (`targets`);
 - text (strings and categories): linear, neural and clustering families
   one-hot encode it (`OneHotEncoder`, an unseen value becomes all zeros, a
   missing value a category of its own); tree families ordinal-encode it
@@ -24,8 +27,9 @@ imputer (`array_ready` in the version's metadata).
 
 `modkwargs["preprocessing"]` chooses otherwise: `false` (none: the estimator
 gets the conformed frame as it is), or an object with `numbers` (`median`,
-`mean`, `most_frequent`), `indicators` (true/false), `scale` (true/false;
-default: the family's) and `text` (`onehot`, `ordinal`).
+`mean`, `most_frequent`), `indicators` (true/false), `scale` and
+`scale_target` (true/false; default: the family's) and `text` (`onehot`,
+`ordinal`).
 
 A stored version is its fitted pipeline: versions fitted before scaling was a
 default have no scaler in their artifact and answer exactly as they did.
@@ -42,6 +46,8 @@ from contracts.columns import InputSchema
 from contracts.families import PREPROCESSING
 from contracts.errors import InvalidInput
 
+from . import targets
+
 KEY = PREPROCESSING
 TEXT_ENCODINGS = ("onehot", "ordinal")
 
@@ -51,8 +57,9 @@ class Options(Schema):
     # None: add them, unless the model is stored as ONNX (skl2onnx has no converter for them)
     indicators = fields.Boolean(load_default=None, allow_none=True)
     text = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(TEXT_ENCODINGS))
-    # None: the family's own choice (`Family.scale`)
+    # None: the family's own choice (`Family.scale`, `Family.scale_target`)
     scale = fields.Boolean(load_default=None, allow_none=True)
+    scale_target = fields.Boolean(load_default=None, allow_none=True)
 
 
 def options(modkwargs: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
@@ -76,7 +83,9 @@ def model_for(family: Any, schema: InputSchema, modkwargs: dict[str, Any], onnx:
     estimator built from `modkwargs` behind the preprocessing the family and `modkwargs` ask for."""
     opts, estimator_kwargs = options(modkwargs)
     family.info().check_modkwargs(estimator_kwargs)  # as the gateway does once the family is registered
-    return pipeline(schema, family.build(estimator_kwargs), family.encoding, opts, family.trees, onnx, scale=family.scale)
+    return pipeline(
+        schema, family.build(estimator_kwargs), family.encoding, opts, family.trees, onnx, scale=family.scale, scale_target=family.scale_target
+    )
 
 
 def pipeline(
@@ -87,10 +96,11 @@ def pipeline(
     trees: bool,
     onnx: bool = False,
     scale: bool = False,
+    scale_target: bool = False,
 ) -> Any:
     """The model to fit: the estimator behind the preprocessing `schema` needs (or alone, with `opts` None).
     `onnx`: the model will be exported to ONNX, so no missing-indicator columns (InvalidInput if asked for).
-    `scale`: standardize the numbers, unless `opts["scale"]` says otherwise."""
+    `scale`: standardize the numbers, `scale_target` the target (a regressor's), unless `opts` says otherwise."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -109,6 +119,8 @@ def pipeline(
     indicators = not onnx if indicators is None else indicators
     opts = {**opts, "indicators": indicators}
     scaled = scale if opts.get("scale") is None else bool(opts["scale"])
+    if (scale_target if opts.get("scale_target") is None else opts["scale_target"]):
+        estimator = targets.scaled(estimator)
     numbers: Any = SimpleImputer(strategy=opts["numbers"], add_indicator=indicators, keep_empty_features=True)
     if not schema.text:
         if scaled:
@@ -206,4 +218,5 @@ def describe(model: Any) -> dict[str, Any]:
         "indicators": bool(getattr(first, "add_indicator", False)),
         "scale": "standard" if scaled else None,
     }
+    out["target"] = {"scale": "standard" if type(steps[-1][1]).__name__ == "TransformedTargetRegressor" else None}
     return out

@@ -90,18 +90,23 @@ async def create(request: web.Request) -> web.Response:
         search_id = search.id
     spec["payload_id"] = await records.store_payload(None, body)  # for the winner's refit
     key = ""
-    for params_i in tried:
-        modkwargs = {**spec["modkwargs"], **params_i, EVALUATION: {"cv": params["cv"], "scoring": scoring}}
-        fit = requests.Training(
-            {"name": f"search {search_id}: {params['name']}", "modkwargs": modkwargs, "algkwargs": params["algkwargs"],
-             "retrain": True, "backend": params["backend"]},
-            req.has_y, req.x, req.y, parquet=body,
-        )
-        key, _, _ = await service.fit(app, family, fit, actor)
-        if not spec.get("candidates_key"):
-            spec["candidates_key"] = key
-            async with records.sessions.begin() as db:
-                await db.execute(update(Search).where(Search.id == search_id).values(candidates=key, spec=spec))
+    try:
+        for params_i in tried:
+            modkwargs = {**spec["modkwargs"], **params_i, EVALUATION: {"cv": params["cv"], "scoring": scoring}}
+            fit = requests.Training(
+                {"name": f"search {search_id}: {params['name']}", "modkwargs": modkwargs, "algkwargs": params["algkwargs"],
+                 "retrain": True, "backend": params["backend"]},
+                req.has_y, req.x, req.y, parquet=body,
+            )
+            key, _, _ = await service.fit(app, family, fit, actor)
+            if not spec.get("candidates_key"):
+                spec["candidates_key"] = key
+                async with records.sessions.begin() as db:
+                    await db.execute(update(Search).where(Search.id == search_id).values(candidates=key, spec=spec))
+    except Exception as e:
+        # Not every candidate could be queued (the broker or the store went away): no half search is left running.
+        await _abandon(app, search_id, f"not every candidate could be queued: {e}")
+        raise
     log.info("search %d: %d %s candidates queued as versions of %s", search_id, len(tried), family.name, key)
     return service.respond(_ACCEPTED.dump({"id": search_id, "state": SearchState.RUNNING.value, "total": len(tried), "candidates_key": key}), 202)
 
@@ -119,23 +124,32 @@ async def cancel(request: web.Request) -> web.Response:
     """Cancel: candidates not finished are failed (a queued one is never fitted, a running one's result is
     dropped), and no winner is refitted. A finished search is answered as it is."""
     app, search_id = request.app, _id(request)
+    await _abandon(app, search_id, "cancelled", SearchState.CANCELLED)
+    search = await advance(app, search_id)
+    request["family"] = search.family
+    return service.respond(_SEARCH.dump(await _body(app, search)))
+
+
+async def _abandon(app: web.Application, search_id: int, error: str, state: SearchState = SearchState.FAILED) -> None:
+    """End a search that is not finished: its candidates not finished are failed, its data dropped."""
     records = app[RECORDS]
     async with records.sessions.begin() as db:
         search = await _get(db, search_id)
         moved = await db.execute(
             update(Search)
             .where(Search.id == search_id, Search.state.in_([SearchState.RUNNING.value, SearchState.REFITTING.value]))
-            .values(state=SearchState.CANCELLED.value, finished_at=utcnow(), error="cancelled")
+            .values(state=state.value, finished_at=utcnow(), error=error)
         )
-    if moved.rowcount:  # type: ignore[attr-defined]
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        return
+    if search.candidates:
         _, _, versions = await records.versions(search.candidates, None, 10_000, 0)
         open_ids = [s.id for s, _ in versions if s.status not in _ENDED]
-        await records.cancel(open_ids, f"cancelled with search {search_id}")
-        await _drop_payload(app, search.spec)
-        log.info("search %d cancelled: %d candidates not finished", search_id, len(open_ids))
-    search = await advance(app, search_id)
-    request["family"] = search.family
-    return service.respond(_SEARCH.dump(await _body(app, search)))
+        await records.cancel(open_ids, f"{state.value} with search {search_id}")
+    else:
+        open_ids = []
+    await _drop_payload(app, search.spec)
+    log.info("search %d %s: %d candidates not finished", search_id, state.value, len(open_ids))
 
 
 # ---- moving a search on ---------------------------------------------------------------------
@@ -175,7 +189,10 @@ async def _refit(app: web.Application, search: Search, best: dict[str, Any]) -> 
     """The best candidate fitted on every row as a new version of `name` (with the same folds' scores)."""
     records, spec = app[RECORDS], search.spec
     async with records.sessions() as db:
-        body = (await db.execute(select(Payload.data).where(Payload.id == spec["payload_id"]))).scalar_one()
+        body = (await db.execute(select(Payload.data).where(Payload.id == spec["payload_id"]))).scalar_one_or_none()
+    if body is None:  # dropped by a cancel that came first
+        await _move(app, search.id, SearchState.REFITTING, SearchState.FAILED, error="the search's data is gone", finished_at=utcnow())
+        return
     modkwargs = {**spec["modkwargs"], **best["params"], EVALUATION: {"cv": spec["cv"], "scoring": spec["scoring"]}}
     stored = {"modkwargs": modkwargs, "algkwargs": spec["algkwargs"], "name": search.name, "retrain": True, "backend": spec["backend"], "search": search.id}
     key = service.model_key(search.family, search.name, None, None, {}, None)

@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 import requests
 from palmerpenguins import load_penguins
-from sklearn.compose import ColumnTransformer
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import SGDClassifier
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit, cross_validate
-from sklearn.neural_network import MLPClassifier
+from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -81,31 +81,55 @@ def fitted(model: Any, x: pd.DataFrame, y: Any) -> Any:
         return model.fit(x, y)
 
 
-@pytest.mark.parametrize("family", ["nn", "sgd"])
+ESTIMATORS = {
+    "nn": lambda: MLPClassifier(random_state=0),
+    "sgd": lambda: SGDClassifier(loss="log_loss", random_state=0),
+    "nnreg": lambda: MLPRegressor(random_state=0),
+}
+
+
+@pytest.mark.parametrize("family", ["nn", "sgd", "nnreg"])
 def test_scaled_families_answer_like_the_pipeline_in_process_and_better_than_unscaled(stack: Stack, family: str) -> None:
-    x, y = penguins()
-    train, test = next(StratifiedShuffleSplit(n_splits=1, test_size=0.3, random_state=1).split(x, y))
+    df = load_penguins()
+    if family == "nnreg":  # the body mass, in grams, from the rest
+        df = df.dropna(subset=["body_mass_g"])
+        x, y = df.drop(columns=["body_mass_g"]), df["body_mass_g"]
+        train, test = next(ShuffleSplit(n_splits=1, test_size=0.3, random_state=1).split(x, y))
+        metric: Any = r2_score
+    else:
+        x, y = df.drop(columns=["species"]), df["species"]
+        train, test = next(StratifiedShuffleSplit(n_splits=1, test_size=0.3, random_state=1).split(x, y))
+        metric = accuracy_score
     xtr, ytr, xte, yte = x.iloc[train], y.iloc[train], x.iloc[test], y.iloc[test]
     key = seed_fit(stack, family, xtr, ytr, f"scaled-{family}-{stack.namespace}", {"random_state": 0})
-    served = accuracy_score(yte, seed_predict(stack, family, key, xte))
+    served = metric(yte, seed_predict(stack, family, key, xte))
 
     numbers = [c for c in x.columns if c not in TEXT]
-    estimator = {"nn": lambda: MLPClassifier(random_state=0), "sgd": lambda: SGDClassifier(loss="log_loss", random_state=0)}[family]
+    estimator = ESTIMATORS[family]
     schema = infer(xtr)
-    scaled = fitted(by_hand(estimator(), numbers, scale=True), conform(xtr, schema)[numbers + TEXT], ytr)
-    unscaled = fitted(by_hand(estimator(), numbers, scale=False), conform(xtr, schema)[numbers + TEXT], ytr)
-    in_process = accuracy_score(yte, scaled.predict(conform(xte, schema)[numbers + TEXT]))
-    before = accuracy_score(yte, unscaled.predict(conform(xte, schema)[numbers + TEXT]))
+    cols = numbers + TEXT
+    # What docs/families.md says: numbers standardized, and nnreg's target too.
+    scaled_estimator = TransformedTargetRegressor(estimator(), transformer=StandardScaler()) if family == "nnreg" else estimator()
+    scaled = fitted(by_hand(scaled_estimator, numbers, scale=True), conform(xtr, schema)[cols], ytr)
+    unscaled = fitted(by_hand(estimator(), numbers, scale=False), conform(xtr, schema)[cols], ytr)
+    in_process = metric(yte, scaled.predict(conform(xte, schema)[cols]))
+    before = metric(yte, unscaled.predict(conform(xte, schema)[cols]))
     assert abs(served - in_process) <= 0.02, (served, in_process)
-    assert served >= 0.95 and served > before, (served, before)
+    assert served >= (0.8 if family == "nnreg" else 0.95) and served > before, (served, before)
 
     version = ModelClient(stack.url).versions(key)["versions"][0]
     assert version["metadata"]["preprocessing"]["numbers"]["scale"] == "standard"
+    assert version["metadata"]["preprocessing"]["target"]["scale"] == ("standard" if family == "nnreg" else None)
 
     # Switched off, the family fits as it did before scaling was its default.
-    off = seed_fit(stack, family, xtr, ytr, f"unscaled-{family}-{stack.namespace}", {"random_state": 0, "preprocessing": {"scale": False}})
-    assert ModelClient(stack.url).versions(off)["versions"][0]["metadata"]["preprocessing"]["numbers"]["scale"] is None
-    np.testing.assert_array_equal(seed_predict(stack, family, off, xte), unscaled.predict(conform(xte, schema)[numbers + TEXT]))
+    off = {"random_state": 0, "preprocessing": {"scale": False, "scale_target": False}}
+    key_off = seed_fit(stack, family, xtr, ytr, f"unscaled-{family}-{stack.namespace}", off)
+    assert ModelClient(stack.url).versions(key_off)["versions"][0]["metadata"]["preprocessing"]["numbers"]["scale"] is None
+    got_off, want_off = seed_predict(stack, family, key_off, xte), unscaled.predict(conform(xte, schema)[cols])
+    if family == "nnreg":
+        np.testing.assert_allclose(got_off.astype(float), want_off, rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(got_off, want_off)
 
 
 def expected_scores(model: Any, x: pd.DataFrame, y: Any, cv: Any, scoring: dict[str, str] | None) -> dict[str, float]:
