@@ -30,6 +30,12 @@ function previousOf(data, alias) {
   return before && before !== current && done ? before : null;
 }
 
+/** The candidates of a hyperparameter search are the versions of a model named `search N: name`. */
+function searchLink(m) {
+  const found = /^search (\d+): /.exec(m.name || "");
+  return found ? h("p", {}, h("a", { href: `#/searches/${found[1]}`, id: "search-link" }, `The leaderboard of search ${found[1]}`)) : null;
+}
+
 function lineage(v) {
   if (v.kind === "update") return `update of v${v.base_version}`;
   if (v.kind === "import") return "import";
@@ -283,6 +289,7 @@ export async function modelView(root, { params, feed, notify, report, confirm })
             h("div", {}, h("dt", {}, "Versions"), h("dd", {}, count(data.totalVersions))),
             h("div", {}, h("dt", {}, "Created"), h("dd", {}, when(m.created_at)))),
           m.description ? h("p", { class: "description" }, m.description) : null,
+          searchLink(m),
           m.tags.length ? chips(m.tags) : null),
         h("div", { class: "actions" },
           h("a", { class: "button primary", href: `#/models/${encodeURIComponent(key)}/try`, id: "try-link" }, "Try it"),
