@@ -505,3 +505,17 @@ def test_search_page_shows_the_leaderboard_and_the_winner_with_held_out_scores(s
     label = browser.find_element(By.CSS_SELECTOR, "#version-charts figcaption").text
     assert label.startswith("Held-out"), label  # scores on rows the version did not learn from, not training
     assert "champion" in text_of(browser, "#versions-rows tr")
+
+
+def test_a_long_history_is_paged(stack: Stack, browser: WebDriver) -> None:
+    x = numbers(seed=9)
+    key = fit(stack, "linreg", x, pd.DataFrame({"t": x["a"]}), f"{stack.namespace}-ui-history")["model_key"]
+    stack.wait_finished("linreg", key)
+    for i in range(17):  # 1 fit and 17 descriptions: 18 entries
+        assert requests.patch(stack.model_url(key), json={"description": f"take {i}"}, timeout=10).status_code == 200
+    open_page(browser, stack.url, f"/models/{key}")
+    until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history-entries li")) == 15, "the first 15 entries")
+    assert "15 of 18" in text_of(browser, "#history-title + ul + p")
+    browser.find_element(By.ID, "history-more").click()
+    until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history-entries li")) == 18, "every entry")
+    assert not browser.find_elements(By.ID, "history-more")

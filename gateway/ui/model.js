@@ -5,6 +5,7 @@ import { versionChart } from "./chart.js";
 import { aliasChips, badge, chips, clear, count, duration, h, number, time, title, trainingSeconds, when } from "./dom.js";
 
 const ALIAS = "^[a-z][a-z0-9_.\\-]{0,63}$";
+const HISTORY_PAGE = 15;
 
 async function fetchModel(key, signal) {
   const [model, versions, history] = await Promise.all([
@@ -264,13 +265,28 @@ export async function modelView(root, { params, feed, notify, report, confirm })
       meta && meta.classes ? h("p", { class: "muted" }, `Classes: ${meta.classes.slice(0, 20).join(", ")}`) : null);
   }
 
+  // The history, newest first, HISTORY_PAGE entries at a time.
+  let historyShown = HISTORY_PAGE;
+
+  function moreHistory() {
+    historyShown += HISTORY_PAGE;
+    render();
+    const more = document.getElementById("history-more");
+    (more || document.getElementById("history-title")).focus({ preventScroll: true });
+  }
+
   function historyPanel() {
-    const entries = data.history.slice(0, 15);
+    const entries = data.history.slice(0, historyShown);
+    const rest = data.history.length - entries.length;
     return h("section", { class: "panel", "aria-labelledby": "history-title" },
-      h("h2", { id: "history-title" }, "History"),
+      h("h2", { id: "history-title", tabindex: "-1" }, "History"),
       entries.length
-        ? h("ul", { class: "history" }, entries.map((e) => h("li", {}, time(e.at), h("span", {}, historyText(e)), e.actor ? h("span", { class: "muted" }, `by ${e.actor}`) : null)))
-        : h("p", { class: "muted" }, "Nothing yet."));
+        ? h("ul", { class: "history", id: "history-entries" }, entries.map((e) => h("li", {}, time(e.at), h("span", {}, historyText(e)), e.actor ? h("span", { class: "muted" }, `by ${e.actor}`) : null)))
+        : h("p", { class: "muted" }, "Nothing yet."),
+      rest > 0
+        ? h("p", { class: "muted" }, `${count(entries.length)} of ${count(data.history.length)} entries `,
+          h("button", { type: "button", class: "small", id: "history-more", onclick: moreHistory }, `Show ${count(Math.min(rest, HISTORY_PAGE))} more`))
+        : null);
   }
 
   function render() {
