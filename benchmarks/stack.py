@@ -11,9 +11,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from .common import BROKER_URL, FAMILY, ROOT, Fatal, free_port, wait_for
-
 from contracts import paths
+
+from .common import BROKER_URL, FAMILY, ROOT, Fatal, free_port, wait_for
 
 
 class Processes:
@@ -130,7 +130,7 @@ def start_gateway(procs: Processes, workdir: Path, namespace: str, workers: int)
         if gateway.poll() is not None:
             raise Fatal(f"{name} exited with {gateway.returncode}:\n{procs.log(name)}")
         # Every process listening (a socket each, SO_REUSEPORT), and ready.
-        return listeners(port) == workers and bool(requests.get(f"{url}/readyz", timeout=2).ok)
+        return listeners(port) == workers and bool(requests.get(url + paths.READYZ, timeout=2).ok)
 
     wait_for(ready, 90, f"{workers} gateway processes", interval=0.3)
     return url

@@ -229,6 +229,35 @@ def fit(
     return _training(fmt, paths.fill(paths.FAMILY_MODELS, family=family), x, y, fields)
 
 
+def search(fmt: Format, family: str, x: Any, y: Any, fields: dict[str, Any]) -> Call:
+    return _training(fmt, paths.fill(paths.FAMILY_SEARCHES, family=family), x, y, fields)
+
+
+def search_status(search_id: int) -> Call:
+    return Call("GET", paths.fill(paths.SEARCH, id=int(search_id)))
+
+
+def cancel_search(search_id: int) -> Call:
+    return Call("DELETE", paths.fill(paths.SEARCH, id=int(search_id)))
+
+
+def leaderboard_frame(body: Mapping[str, Any]) -> pd.DataFrame:
+    """`GET /searches/{id}`'s leaderboard as `GridSearchCV.cv_results_` lays it out: one row per candidate,
+    best first, `param_<name>` columns, `split<i>_test_score`, `mean_test_score`, `std_test_score`,
+    `rank_test_score`, `mean_fit_time`, and the candidate's `version`, `status` and `worker`. The search
+    itself is in `frame.attrs["search"]`."""
+    rows = []
+    for c in body["leaderboard"]:
+        row: dict[str, Any] = {"rank_test_score": c["rank"], "params": c["params"]}
+        row.update({f"param_{k}": v for k, v in c["params"].items()})
+        row.update({f"split{i}_test_score": v for i, v in enumerate(c["split_test_scores"])})
+        row.update({k: c[k] for k in ("mean_test_score", "std_test_score", "mean_fit_time", "version", "status", "worker", "error")})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.attrs["search"] = {k: v for k, v in body.items() if k != "leaderboard"}
+    return frame
+
+
 def update(fmt: Format, model_key: str, x: Any, y: Any) -> Call:
     return _training(fmt, paths.fill(paths.MODEL_UPDATE, model_key=model_key), x, y, {})
 
@@ -279,6 +308,18 @@ def delete(model_key: str) -> Call:
 
 def versions(model_key: str, filters: Mapping[str, Any]) -> Call:
     return Call("GET", paths.fill(paths.MODEL_VERSIONS, model_key=model_key), _query(filters))
+
+
+def scores_frame(body: Mapping[str, Any]) -> pd.DataFrame:
+    """`GET /models/{key}/versions`' answer as a table of held-out scores, one row per version."""
+    rows = []
+    for v in body["versions"]:
+        scores = v.get("scores") or {}
+        row: dict[str, Any] = {"version": v["version"], "status": v["status"], "method": scores.get("method")}
+        row.update(scores.get("metrics") or {})
+        row.update({f"{name}_std": std for name, std in (scores.get("std") or {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["version", "status", "method"]).set_index("version")
 
 
 def models(filters: Mapping[str, Any]) -> Call:

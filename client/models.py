@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import requests
 
-from . import _v2, _wire, waiting
+from . import _v2, _wire, search, waiting
 from ._wire import Call, Format, error_from
 
 Data: TypeAlias = pd.DataFrame | pd.Series | np.ndarray
@@ -161,6 +161,44 @@ class ModelClient(_Registry):
             return accepted
         return self.wait(family, accepted["model_key"], accepted["version"], timeout=wait_timeout, progress=progress)
 
+    def search(
+        self,
+        family: str,
+        x: Data,
+        y: Data | None = None,
+        *,
+        name: str,
+        param_grid: dict[str, list[Any]] | None = None,
+        param_distributions: dict[str, list[Any]] | None = None,
+        n_iter: int = 10,
+        seed: int = 0,
+        cv: int = 5,
+        scoring: str | None = None,
+        alias: str | None = None,
+        modkwargs: dict[str, Any] | None = None,
+        algkwargs: dict[str, Any] | None = None,
+        wait: bool = True,
+        wait_timeout: float | None = 3600.0,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """A hyperparameter search run by the server (`POST /families/{family}/searches`): one fit job per
+        candidate, spread over the family's consumers; the best refitted as a new version of `name` (given
+        `alias`). The leaderboard, best first, laid out like `GridSearchCV.cv_results_`; the search in
+        `.attrs["search"]` (its `id`, `model_key` and `version`). `search.SearchFailed` if it failed."""
+        fields = {
+            "name": name, "param_grid": param_grid, "param_distributions": param_distributions, "n_iter": n_iter, "seed": seed,
+            "cv": cv, "scoring": scoring, "alias": alias, "modkwargs": modkwargs or {}, "algkwargs": algkwargs or {},
+        }
+        return search.run(self, family, x, y, fields, wait, wait_timeout, progress)
+
+    def search_status(self, search_id: int) -> pd.DataFrame:
+        """A search's leaderboard as it is now (the search in `.attrs["search"]`)."""
+        return _wire.leaderboard_frame(self._do(_wire.search_status(search_id)))
+
+    def cancel_search(self, search_id: int) -> dict[str, Any]:
+        """Cancel a search: candidates not finished are dropped, no winner is refitted."""
+        return dict(self._do(_wire.cancel_search(search_id)))
+
     def update(
         self,
         family: str,
@@ -210,6 +248,12 @@ class ModelClient(_Registry):
     def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
         """Every version of a model, newest first; filters `status`, `limit`, `offset`."""
         return self._do(_wire.versions(model_key, filters))
+
+    def scores(self, model_key: str, **filters: Any) -> pd.DataFrame:
+        """The held-out scores of a model's versions (`modkwargs["evaluation"]` at fit), one row per version,
+        newest first: `status`, `method` (holdout or cv), then each metric's mean (`accuracy`, `r2`, ...) and
+        its spread over the folds (`accuracy_std`, ...); filters as `versions`."""
+        return _wire.scores_frame(self._do(_wire.versions(model_key, filters)))
 
     def models(self, **filters: Any) -> dict[str, Any]:
         """Models with their latest version; filters `family`, `name`, `status`, `limit`, `offset`."""
@@ -351,6 +395,9 @@ class AsyncModelClient(_Registry):
 
     async def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
         return await self._do(_wire.versions(model_key, filters))
+
+    async def scores(self, model_key: str, **filters: Any) -> pd.DataFrame:
+        return _wire.scores_frame(await self._do(_wire.versions(model_key, filters)))
 
     async def models(self, **filters: Any) -> dict[str, Any]:
         return await self._do(_wire.models(filters))

@@ -14,10 +14,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from contracts.columns import InputSchema
 
+from . import preprocess
 from .metrics import CACHE_LOOKUPS
 
 
@@ -33,6 +35,11 @@ class Loaded:
     def array_ready(self) -> bool:
         """Complete numeric rows may go straight to the estimator (see `preprocess.array_ready`)."""
         return bool(self.meta.get("array_ready", self.schema is None))
+
+    @cached_property
+    def array_model(self) -> Any:
+        """What complete numeric rows go through when `array_ready`: the model after its imputer."""
+        return preprocess.after_imputer(self.estimator)
 
 
 class ModelCache:

@@ -89,6 +89,11 @@ class Family:
     encoding: str = "onehot"
     # A tree ensemble: ordinal codes of text columns are categories to it (HistGradientBoosting's own).
     trees: bool = False
+    # Numbers standardized before the estimator by default (`preprocess`; `modkwargs["preprocessing"]["scale"]`
+    # overrides): estimators that fit by gradient descent, measure distances or penalize coefficients.
+    scale: bool = False
+    # A regressor whose target is standardized for its fit (`targets`): one that learns by gradient descent.
+    scale_target: bool = False
     # False: the family serves imported models only (`onnx`); fits and updates are refused.
     fits: bool = True
 
@@ -147,6 +152,11 @@ _ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 _TREES = frozenset({"forest", "gbm"})
+# Numbers on one scale: neural networks and SGD only converge on them, k-means measures distances in them. Not
+# for trees (splits don't care), ordinary least squares (the same predictions either way), nor logistic
+# regression and ridge: their solvers converge on raw measurements, and `PUT /logreg` answers as scikit-learn's
+# own `LogisticRegression` does on the caller's numbers (the seed's contract); `scale: true` asks for it.
+_SCALED = frozenset({"nn", "nnreg", "sgd", "kmeans"})
 
 
 def _imported_only(**_: Any) -> Any:
@@ -165,6 +175,8 @@ BUILTIN: dict[str, Family] = {
         array_input=True,
         encoding="ordinal" if info.name in _TREES else "onehot",
         trees=info.name in _TREES,
+        scale=info.name in _SCALED,
+        scale_target=info.name == "nnreg",
     )
     for info in catalog.BUILTIN.values()
     if info.fits
@@ -187,6 +199,7 @@ SKOPS_TRUSTED: frozenset[str] = frozenset(
         # the preprocessing every model carries (consumers/preprocess.py)
         "numpy.dtype",  # the encoders' output dtype
         "sklearn.pipeline.Pipeline",
+        "sklearn.compose._target.TransformedTargetRegressor",  # nnreg's standardized target (consumers/targets.py)
         "sklearn.compose._column_transformer.ColumnTransformer",
         "sklearn.impute._base.SimpleImputer",
         "sklearn.impute._base.MissingIndicator",

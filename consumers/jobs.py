@@ -17,7 +17,7 @@ from contracts.errors import MLServerError
 from contracts.frames import decode_training
 from contracts.status import Backend
 
-from . import backends, preprocess
+from . import backends, preprocess, scoring
 from .families import Family, load_family
 
 
@@ -76,8 +76,9 @@ def _meta(
     return meta
 
 
-def _run(spec: str, body: bytes, key: bytes, backend: str, call: Any) -> Result:
-    """Decode the job's frames, let `call(family, x, yv)` make the model, and store it."""
+def _run(spec: str, body: bytes, key: bytes, backend: str, call: Any, evaluate: Any = None) -> Result:
+    """Decode the job's frames, let `call(family, x, yv)` make the model, and store it; `evaluate(conformed, yv)`
+    gives its held-out scores (None: none)."""
     try:
         family = load_family(spec)
         x, y = decode_training(body)
@@ -85,6 +86,9 @@ def _run(spec: str, body: bytes, key: bytes, backend: str, call: Any) -> Result:
         started = time.perf_counter()
         model, schema, conformed = call(family, x, yv)
         meta = _meta(model, schema, conformed, y, yv, started, backends.versions(backend, family.supports_update))
+        scores = evaluate(conformed, yv) if evaluate is not None else None
+        if scores is not None:
+            meta["scores"] = scores
         exporting = time.perf_counter()
         artifact = backends.dump(
             model,
@@ -115,18 +119,29 @@ def fit(
     key: bytes,
     backend: str = Backend.JOBLIB.value,
 ) -> Result:
+    unfitted: list[Any] = []
+
     def call(family: Family, x: pd.DataFrame, yv: Any) -> tuple[Any, InputSchema, pd.DataFrame]:
-        opts, estimator_kwargs = preprocess.options(modkwargs)
-        family.info().check_modkwargs(estimator_kwargs)  # as the gateway does once the family is registered
         schema = infer(x)
         conformed = conform(x, schema)
-        onnx = backend == Backend.ONNX.value
-        model = preprocess.pipeline(schema, family.build(estimator_kwargs), family.encoding, opts, family.trees, onnx)
+        model = preprocess.model_for(family, schema, estimator_kwargs, backend == Backend.ONNX.value)
+        if how is not None:
+            unfitted.append(scoring.unfitted(model))
         params = preprocess.fit_params(model, algkwargs)
         model.fit(conformed, yv, **params) if yv is not None else model.fit(conformed, **params)
         return model, schema, conformed
 
-    return _run(spec, body, key, backend, call)
+    def evaluate(conformed: pd.DataFrame, yv: Any) -> dict[str, Any] | None:
+        model = unfitted[0] if unfitted else None
+        if how is None or model is None:
+            return None
+        return scoring.evaluate(model, conformed, yv, preprocess.fit_params(model, algkwargs), how, asked)
+
+    try:
+        how, asked, estimator_kwargs = scoring.options(modkwargs)
+    except MLServerError as e:
+        raise JobError(str(e)) from None
+    return _run(spec, body, key, backend, call, evaluate)
 
 
 def update(

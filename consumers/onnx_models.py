@@ -36,6 +36,8 @@ import pandas as pd
 
 from contracts.columns import InputSchema
 
+from . import targets
+
 MODEL, MANIFEST, STATE = "model.onnx", "manifest.json", "estimator.skops"
 FORMAT = 1
 
@@ -153,6 +155,7 @@ def export(estimator: Any, x: pd.DataFrame, schema: InputSchema | None, methods:
             raise ExportError(f"{name} could not be exported to ONNX: column names must be usable as ONNX input names")
     else:
         types = [("X", FloatTensorType([None, x.shape[1]]))]
+    targets.register_onnx()
     try:
         graph = to_onnx(estimator, initial_types=types, options=options)
         model = graph.SerializeToString()

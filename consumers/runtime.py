@@ -27,7 +27,7 @@ from contracts.errors import InvalidInput, MLServerError
 from contracts.frames import ParquetCodec, check_table, has_default_index, normalize, numeric_matrix
 from contracts.schemas import PredictHeaders
 
-from . import backends, metrics, preprocess
+from . import backends, metrics
 from .cache import Loaded, ModelCache, Resolutions
 from .families import Family
 from .records import Records
@@ -134,7 +134,7 @@ def predict_table(family: Family, loaded: Loaded, table: pa.Table, method: str, 
         if matrix is not None:
             model = loaded.estimator
             if loaded.array_ready and loaded.backend != "onnx" and not np.isnan(matrix).any():
-                model = preprocess.estimator_of(model)  # complete numbers: the imputer would change nothing
+                model = loaded.array_model  # complete numbers: the imputer would change nothing
             with warnings.catch_warnings():
                 # Fitted on a frame, asked on its array: the columns were matched above.
                 warnings.filterwarnings("ignore", "X does not have valid feature names", UserWarning)

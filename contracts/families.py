@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import evaluation
 from .errors import InvalidInput
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
@@ -23,6 +24,8 @@ RESERVED = frozenset({"families", "models", "healthz", "readyz", "metrics", "doc
 PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "transform")
 # The modkwargs key of the model's preprocessing options (consumers/preprocess.py): not an estimator parameter.
 PREPROCESSING = "preprocessing"
+# The modkwargs key of how a fit's held-out scores are made (contracts/evaluation.py): not an estimator parameter.
+EVALUATION = evaluation.KEY
 CLASSIFIER_METHODS = ("predict", "predict_proba")
 
 
@@ -54,8 +57,10 @@ class FamilyInfo:
             )
 
     def check_modkwargs(self, modkwargs: Mapping[str, Any]) -> None:
-        """InvalidInput naming every parameter the estimator does not take (nothing to check without `params`)."""
-        unknown = sorted(set(modkwargs) - set(self.params) - {PREPROCESSING})
+        """InvalidInput naming every parameter the estimator does not take (nothing to check without `params`),
+        or a malformed `evaluation`."""
+        evaluation.options(dict(modkwargs))
+        unknown = sorted(set(modkwargs) - set(self.params) - {PREPROCESSING, EVALUATION})
         if unknown and self.params:
             raise InvalidInput(
                 f"modkwargs: {self.name} has no parameter {', '.join(map(repr, unknown))}; "

@@ -65,6 +65,13 @@ class VersionResponse(Schema):
     size = fields.Integer(allow_none=True)
     digest = fields.String(allow_none=True)
     metadata = fields.Dict(allow_none=True)
+    scores = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "held-out scores of the fit (`metadata.scores`): method (holdout or cv), metrics (means), "
+            "std and fold_scores per metric; null when none were made"
+        },
+    )
     description = fields.String(allow_none=True)
     tags = fields.List(fields.String())
     aliases = fields.List(fields.String(), metadata={"description": "the aliases pointing at this version"})

@@ -8,6 +8,7 @@
     aliases    names pointing at a version of a model (`champion` -> 3)
     tags       labels of a model (version 0) or of one of its versions
     history    who did what to a model and its versions, and when
+    searches   hyperparameter searches: their candidates are the versions of one model, each a fit job
 
 The store decides which result counts: a session becomes `done` only through
 a conditional update in the same transaction that inserts its artifact, and
@@ -208,6 +209,31 @@ class HistoryEntry(Base):
     actor: Mapped[str | None] = mapped_column(String(128))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Search(Base):
+    """A hyperparameter search: each candidate a version (a fit job with `cv` folds) of the model
+    `candidates`; the winner fitted again as a new version of the model named `name`."""
+
+    __tablename__ = "searches"
+    __table_args__ = _NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    family: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    alias: Mapped[str | None] = mapped_column(String(64))
+    # running (candidates) -> refitting (the winner's fit) -> done | failed | cancelled
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    # what was asked: candidates' parameters (in order), cv, scoring, the base modkwargs and algkwargs
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    candidates: Mapped[str] = mapped_column(String(64))  # the model_key whose versions are the candidates
+    result_key: Mapped[str | None] = mapped_column(String(64))  # the model `name`, refitted
+    result_version: Mapped[int | None] = mapped_column(Integer)
+    best_version: Mapped[int | None] = mapped_column(Integer)  # the winning candidate's version
+    error: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 def async_url(url: str) -> str:

@@ -15,7 +15,7 @@ from contracts.errors import MLServerError, NotFound, PayloadTooLarge, Unavailab
 from contracts.settings import Settings
 from contracts.store import make_engine
 
-from . import auth, events, metrics, v2
+from . import auth, events, metrics, searches, v2
 from .batching import Coalescer
 from .records import Records
 from .rpc import Broker
@@ -81,6 +81,7 @@ def make_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_broker)
     events.setup(app)  # the event hub; needs the broker
     v2.setup(app)  # the Open Inference Protocol's catalog of models
+    searches.setup(app)  # the search follower; reads the event hub
     return app
 
 

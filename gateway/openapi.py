@@ -21,6 +21,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from contracts import paths, responses
+from contracts.searches import SearchAccepted, SearchRequest, SearchResponse
 from contracts.schemas import (
     ALIAS_PATTERN,
     FAMILY_NAME,
@@ -99,9 +100,12 @@ PATH_PARAMETERS = {
     "model_key": ("the model's key", {"type": "string", "pattern": MODEL_KEY.regex.pattern}),
     "alias": ("an alias of the model", {"type": "string", "pattern": ALIAS_PATTERN}),
     "version": ("a version number", {"type": "integer", "minimum": 1}),
+    "id": ("a search's id", {"type": "integer", "minimum": 1}),
     "asset": ("a file's name", {"type": "string"}),
 }
-REQUEST_SCHEMAS: tuple[type[Schema], ...] = (FitRequest, UpdateRequest, PredictRequest, AliasRequest, ModelPatch, VersionPatch)
+REQUEST_SCHEMAS: tuple[type[Schema], ...] = (
+    FitRequest, UpdateRequest, PredictRequest, AliasRequest, ModelPatch, VersionPatch, SearchRequest, SearchResponse, SearchAccepted
+)
 DESCRIPTION = (
     "Train and serve scikit-learn models: send a DataFrame (pandas JSON or Parquet), get a model_key, predict. Two "
     "contracts: the seed's `/{family}` verbs (tag `seed`), answered exactly as the original project answered them, and "

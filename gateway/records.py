@@ -150,6 +150,19 @@ class Records:
             )
             await db.execute(delete(Payload).where(Payload.session_id == session_id))
 
+    async def cancel(self, session_ids: list[int], error: str) -> None:
+        """Fail sessions queued or running (a search cancelled): a queued one is never claimed, and a running
+        one's result is dropped when its consumer tries to finish it."""
+        if not session_ids:
+            return
+        async with self.sessions.begin() as db:
+            await db.execute(
+                update(TrainingSession)
+                .where(TrainingSession.id.in_(session_ids), TrainingSession.status.in_([Status.QUEUED, Status.RUNNING]))
+                .values(status=Status.FAILED, error=error, finished_at=utcnow(), lease_owner=None, lease_expires=None)
+            )
+            await db.execute(delete(Payload).where(Payload.session_id.in_(session_ids)))
+
     async def status(self, family: str, model_key: str) -> tuple[Model, TrainingSession]:
         async with self.sessions() as db:
             model = await model_of(db, model_key, family)

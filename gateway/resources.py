@@ -77,6 +77,7 @@ def version_body(session: Any, artifact: Any = None, registry: dict[str, Any] | 
         "size": artifact.size if artifact is not None else None,
         "digest": artifact.digest if artifact is not None else None,
         "metadata": artifact.meta if artifact is not None else None,
+        "scores": (artifact.meta or {}).get("scores") if artifact is not None else None,
     }
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from contracts import paths
+from contracts.searches import SearchParams
 from contracts.schemas import (
     EventsQuery,
     FeedQuery,
@@ -23,7 +24,7 @@ from contracts.schemas import (
     VersionsQuery,
 )
 
-from . import asyncapi, dashboard, events, openapi, operations, resources, routes, v2, v2_openapi
+from . import asyncapi, dashboard, events, openapi, operations, resources, routes, searches, v2, v2_openapi
 from .routing import BINARY, TEXT, Answer, Handler, Route, Scope, Table, frames, json, ref
 
 OPEN, READ, WRITE = Scope.OPEN, Scope.READ, Scope.WRITE
@@ -114,6 +115,18 @@ ROUTES = Table(
               "out of range; a graph for external data and sizes set by the request, then loaded by onnxruntime; both must "
               "answer a test predict. A refused file is a 422 whose `fields.file` says why. 200 (not 201) when the same file "
               "was imported before without a name."),
+        Route("POST", paths.FAMILY_SEARCHES, searches.create, WRITE, "ml-server",
+              "search hyperparameters: one fit job per candidate, the best refitted as a new version of `name`",
+              {202: ok("the search, its candidates queued", "SearchAccepted")}, DATA_ERRORS, query=SearchParams, parquet_query=True,
+              body=frames("SearchRequest"), operation_id="create_search",
+              description="The training data as a fit takes it (JSON, or Parquet with the other fields in the query string); "
+              "`param_grid`, or `param_distributions` with `n_iter` and `seed`; `cv` folds (scikit-learn's default splitter, not "
+              "shuffled), `scoring` (a scorer name; default: the estimator's own `score`), `alias`."),
+        Route("GET", paths.SEARCH, searches.read, READ, "ml-server", "a search's state and leaderboard",
+              {200: ok("the search", "SearchResponse")}, (401, 404, 503), operation_id="search"),
+        Route("DELETE", paths.SEARCH, searches.cancel, WRITE, "ml-server",
+              "cancel a search: candidates not finished are dropped, no winner is refitted",
+              {200: ok("the search, cancelled (or as it finished)", "SearchResponse")}, (401, 403, 404, 503), operation_id="cancel_search"),
         Route("GET", paths.MODELS, resources.list_models, READ, "ml-server", "models with their latest version, newest first",
               {200: ok("a page of models", "ModelsResponse")}, (401, 422, 503), query=ModelsQuery, operation_id="models"),
         Route("GET", paths.MODEL, resources.get_model, READ, "ml-server", "a model and its latest version",

@@ -15,6 +15,8 @@ import pytest
 import requests
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from contracts.topology import Topology
 
@@ -82,7 +84,7 @@ def test_one_process_serves_fits_and_predicts_of_several_families_at_once(fresh_
     expected = {
         "logreg": LogisticRegression().fit(x, y).predict(at),
         "linreg": LinearRegression().fit(x, yr).predict(at),
-        "nn": MLPClassifier(random_state=0).fit(x, y).predict(at),
+        "nn": make_pipeline(StandardScaler(), MLPClassifier(random_state=0)).fit(x, y).predict(at),
     }
     answers: dict[str, np.ndarray] = {}
 

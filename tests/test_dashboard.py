@@ -520,3 +520,37 @@ def test_a_wrong_token_is_an_error_and_10000_models_page_and_filter_on_the_gatew
     headers = {"Authorization": f"Bearer {guarded.read}"}
     assert requests.get(f"{url}/models/logreg-bulk000006", headers=headers, timeout=10).status_code == 200
     browser.get("about:blank")  # the page lets go of its feed before this gateway stops
+
+
+def test_search_page_shows_the_leaderboard_and_the_winner_with_held_out_scores(stack: Stack, browser: WebDriver) -> None:
+    from client import ModelClient
+
+    x = numbers(seed=8)
+    y = (x["a"] - x["b"] > 0).astype(int).rename("label")
+    name = f"{stack.namespace}-ui-search"
+    board = ModelClient(stack.url).search("logreg", x, y, name=name, param_grid={"C": [0.01, 1.0, 100.0]}, cv=3, alias="champion", progress=False)
+    search = board.attrs["search"]
+    open_page(browser, stack.url, f"/searches/{search['id']}")
+    until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#leaderboard-rows tr")) == 3, "three candidates")
+    assert "3 of 3" in text_of(browser, "#search-progress")
+    first = text_of(browser, "#leaderboard-rows tr:first-child")
+    assert first.startswith("1") and f"{board['mean_test_score'].iloc[0]:.4f}"[:5] in first
+    browser.find_element(By.CSS_SELECTOR, f'a[href="#/models/{search["model_key"]}"]').click()
+    until(browser, lambda d: d.find_elements(By.CSS_SELECTOR, READY["model"]), "the winner's page")
+    label = browser.find_element(By.CSS_SELECTOR, "#version-charts figcaption").text
+    assert label.startswith("Held-out"), label  # scores on rows the version did not learn from, not training
+    assert "champion" in text_of(browser, "#versions-rows tr")
+
+
+def test_a_long_history_is_paged(stack: Stack, browser: WebDriver) -> None:
+    x = numbers(seed=9)
+    key = fit(stack, "linreg", x, pd.DataFrame({"t": x["a"]}), f"{stack.namespace}-ui-history")["model_key"]
+    stack.wait_finished("linreg", key)
+    for i in range(17):  # 1 fit and 17 descriptions: 18 entries
+        assert requests.patch(stack.model_url(key), json={"description": f"take {i}"}, timeout=10).status_code == 200
+    open_page(browser, stack.url, f"/models/{key}")
+    until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history-entries li")) == 15, "the first 15 entries")
+    assert "15 of 18" in text_of(browser, "#history-title + ul + p")
+    browser.find_element(By.ID, "history-more").click()
+    until(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history-entries li")) == 18, "every entry")
+    assert not browser.find_elements(By.ID, "history-more")

@@ -20,6 +20,8 @@ import pytest
 import requests
 from marshmallow import Schema, fields
 from sklearn.linear_model import LinearRegression, LogisticRegression, SGDClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from .stack import Stack
 
@@ -197,7 +199,9 @@ def test_update_on_an_incremental_family(stack: Stack) -> None:
     mi.seen.clear()
     mi.update(x2, y2)
     assert mi.seen[-1] == ModelStatus.Done
-    reference = SGDClassifier(loss="log_loss", random_state=0).fit(x1, y1["t"]).partial_fit(x2, y2["t"])
+    scaler = StandardScaler().fit(x1)  # sgd standardizes its numbers, fitted at the first fit
+    sgd = SGDClassifier(loss="log_loss", random_state=0).fit(scaler.transform(x1), y1["t"]).partial_fit(scaler.transform(x2), y2["t"])
+    reference = make_pipeline(scaler, sgd)
     np.testing.assert_array_equal(mi.predict(x2, as_array=True), reference.predict(x2))
     proba = mi.predict(x2.head(3), method="predict_proba")
     assert list(proba.columns) == ["0", "1"]

@@ -13,6 +13,8 @@ import requests
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from client import GenericModelInterface
 from contracts.frames import PARQUET, ParquetCodec, encode_training
@@ -149,7 +151,7 @@ def test_client_classifiers_match_in_process(stack: Stack) -> None:
 
     nn = GenericModelInterface(stack.url, "nn", hidden_layer_sizes=[8], max_iter=300, random_state=0)
     nn.fit(x, y, name="client-nn")
-    mlp = MLPClassifier(hidden_layer_sizes=[8], max_iter=300, random_state=0).fit(x, y)
+    mlp = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=[8], max_iter=300, random_state=0)).fit(x, y)
     np.testing.assert_array_equal(nn.predict(x, as_array=True), mlp.predict(x))
 
 
@@ -157,7 +159,7 @@ def test_unsupervised_family_fits_on_x_alone(stack: Stack) -> None:
     x, _ = classification_data(seed=3)
     km = GenericModelInterface(stack.url, "kmeans", n_clusters=3, random_state=0)
     km.fit(x, name="client-kmeans")
-    reference = KMeans(n_clusters=3, random_state=0, n_init="auto").fit(x)
+    reference = make_pipeline(StandardScaler(), KMeans(n_clusters=3, random_state=0, n_init="auto")).fit(x)
     np.testing.assert_array_equal(km.predict(x, as_array=True), reference.predict(x))
     distances = km.predict(x.head(4), method="transform")
     assert distances.shape == (4, 3)

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import requests
 from sklearn.linear_model import SGDClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from contracts.frames import PARQUET, encode_training
 
@@ -73,10 +75,12 @@ def test_concurrent_updates_apply_in_order_exactly_once(two_sgd_consumers: Stack
 
     # Same numbers as applying the updates in version order in-process.
     by_data = {a["version"]: d for a, d in zip(accepted, updates)}
-    reference = SGDClassifier(**params).fit(x0, y0["label"])
+    scaler = StandardScaler().fit(x0)  # sgd standardizes its numbers, fitted at the first fit
+    sgd = SGDClassifier(**params).fit(scaler.transform(x0), y0["label"])
     for v in (2, 3, 4):
         bx, by = by_data[v]
-        reference.partial_fit(bx, by["label"])
+        sgd.partial_fit(scaler.transform(bx), by["label"])
+    reference = make_pipeline(scaler, sgd)
     probe, _ = batch(9, n=50)
     r = requests.post(url, json={"model_key": key, "x": probe.to_json(), "kwargs": {"method": "decision_function"}}, timeout=30)
     assert r.status_code == 200, r.text

@@ -6,6 +6,7 @@ import { modelsView } from "./models.js";
 import { modelView } from "./model.js";
 import { tryView } from "./try.js";
 import { opsView } from "./ops.js";
+import { searchView } from "./search.js";
 
 const main = document.getElementById("main");
 const messages = document.getElementById("messages");
@@ -125,6 +126,7 @@ const ROUTES = [
   [/^\/models\/([^/]+)\/try\/?$/, "model", tryView],
   [/^\/models\/([^/]+)\/?$/, "model", modelView],
   [/^\/ops\/?$/, "ops", opsView],
+  [/^\/searches\/(\d+)\/?$/, "models", searchView],
 ];
 
 let current = null; // {path, view, handle}

@@ -6,6 +6,7 @@ import { versionChart } from "./chart.js";
 import { aliasChips, badge, chips, clear, count, duration, h, number, time, title, trainingSeconds, when } from "./dom.js";
 
 const ALIAS = "^[a-z][a-z0-9_.\\-]{0,63}$";
+const HISTORY_PAGE = 15;
 
 async function fetchModel(key, signal) {
   const [model, versions, history] = await Promise.all([
@@ -29,6 +30,12 @@ function previousOf(data, alias) {
   const current = data.model.aliases[alias];
   const done = data.versions.some((v) => v.version === before && v.status === "done");
   return before && before !== current && done ? before : null;
+}
+
+/** The candidates of a hyperparameter search are the versions of a model named `search N: name`. */
+function searchLink(m) {
+  const found = /^search (\d+): /.exec(m.name || "");
+  return found ? h("p", {}, h("a", { href: `#/searches/${found[1]}`, id: "search-link" }, `The leaderboard of search ${found[1]}`)) : null;
 }
 
 function lineage(v) {
@@ -145,6 +152,24 @@ export async function modelView(root, { params, feed, notify, report, confirm })
     }
   }
 
+  // The held-out metric a version's scores lead with (accuracy, r2, inertia...), and its value.
+  function heldOut(v) {
+    const metrics = v.status === "done" && v.scores ? v.scores.metrics || {} : {};
+    const name = Object.keys(metrics)[0];
+    return name ? { name, value: metrics[name], std: (v.scores.std || {})[name] } : null;
+  }
+
+  function scoreCell(v, meta) {
+    const held = heldOut(v);
+    if (held && typeof held.value === "number") {
+      const how = v.scores.method === "cv" ? `${v.scores.folds}-fold cv` : `${Math.round(v.scores.holdout * 100)} % held out`;
+      const spread = typeof held.std === "number" && v.scores.method === "cv" ? ` ± ${number(held.std, 3)}` : "";
+      return h("span", { title: `${held.name}, ${how}${typeof meta.score === "number" ? `; training score ${number(meta.score, 4)}` : ""}` },
+        `${held.name} ${number(held.value, 4)}${spread}`);
+    }
+    return typeof meta.score === "number" ? h("span", { title: "training score (no held-out scores)" }, number(meta.score, 4)) : "—";
+  }
+
   function versionsTable() {
     const rows = [];
     for (const v of data.versions) {
@@ -154,7 +179,7 @@ export async function modelView(root, { params, feed, notify, report, confirm })
         h("td", { "data-label": "Status" }, badge(v.status)),
         h("td", { "data-label": "Rows", class: "num" }, count(v.rows)),
         h("td", { "data-label": "Training time", class: "num" }, duration(trainingSeconds(v))),
-        h("td", { "data-label": "Score", class: "num" }, typeof meta.score === "number" ? number(meta.score, 4) : "—"),
+        h("td", { "data-label": "Score", class: "num" }, scoreCell(v, meta)),
         h("td", { "data-label": "Lineage" }, lineage(v)),
         h("td", { "data-label": "By" }, v.actor || h("span", { class: "muted" }, "—")),
         h("td", { "data-label": "When", class: "nowrap" }, time(v.created_at)),
@@ -174,10 +199,18 @@ export async function modelView(root, { params, feed, notify, report, confirm })
 
   function charts() {
     const ordered = [...data.versions].reverse();
-    const score = ordered.map((v) => ({ x: v.version, y: v.status === "done" && v.metadata ? v.metadata.score ?? null : null }));
+    // Held-out scores where versions have them (the latest's leading metric); else the training score.
+    const lead = ordered.map(heldOut).filter(Boolean).pop();
+    const score = lead
+      ? ordered.map((v) => { const held = heldOut(v); return { x: v.version, y: held && held.name === lead.name ? held.value : null }; })
+      : ordered.map((v) => ({ x: v.version, y: v.status === "done" && v.metadata ? v.metadata.score ?? null : null }));
+    const bounded = !lead || !["log_loss", "mae", "rmse", "inertia"].includes(lead.name);
     const seconds = ordered.map((v) => ({ x: v.version, y: v.status === "done" ? trainingSeconds(v) : null }));
     return h("div", { class: "charts", id: "version-charts" },
-      versionChart({ label: "Training score by version", points: score, format: (y) => number(y, 3), ceiling: 1 }),
+      versionChart({
+        label: lead ? `Held-out ${lead.name.replace("_", " ")} by version` : "Training score by version",
+        points: score, format: (y) => number(y, 3), ceiling: bounded ? 1 : null,
+      }),
       versionChart({ label: "Training time by version", points: seconds, kind: "bar", format: duration }));
   }
 
@@ -233,13 +266,28 @@ export async function modelView(root, { params, feed, notify, report, confirm })
       meta && meta.classes ? h("p", { class: "muted" }, `Classes: ${meta.classes.slice(0, 20).join(", ")}`) : null);
   }
 
+  // The history, newest first, HISTORY_PAGE entries at a time.
+  let historyShown = HISTORY_PAGE;
+
+  function moreHistory() {
+    historyShown += HISTORY_PAGE;
+    render();
+    const more = document.getElementById("history-more");
+    (more || document.getElementById("history-title")).focus({ preventScroll: true });
+  }
+
   function historyPanel() {
-    const entries = data.history.slice(0, 15);
+    const entries = data.history.slice(0, historyShown);
+    const rest = data.history.length - entries.length;
     return h("section", { class: "panel", "aria-labelledby": "history-title" },
-      h("h2", { id: "history-title" }, "History"),
+      h("h2", { id: "history-title", tabindex: "-1" }, "History"),
       entries.length
-        ? h("ul", { class: "history" }, entries.map((e) => h("li", {}, time(e.at), h("span", {}, historyText(e)), e.actor ? h("span", { class: "muted" }, `by ${e.actor}`) : null)))
-        : h("p", { class: "muted" }, "Nothing yet."));
+        ? h("ul", { class: "history", id: "history-entries" }, entries.map((e) => h("li", {}, time(e.at), h("span", {}, historyText(e)), e.actor ? h("span", { class: "muted" }, `by ${e.actor}`) : null)))
+        : h("p", { class: "muted" }, "Nothing yet."),
+      rest > 0
+        ? h("p", { class: "muted" }, `${count(entries.length)} of ${count(data.history.length)} entries `,
+          h("button", { type: "button", class: "small", id: "history-more", onclick: moreHistory }, `Show ${count(Math.min(rest, HISTORY_PAGE))} more`))
+        : null);
   }
 
   function render() {
@@ -258,6 +306,7 @@ export async function modelView(root, { params, feed, notify, report, confirm })
             h("div", {}, h("dt", {}, "Versions"), h("dd", {}, count(data.totalVersions))),
             h("div", {}, h("dt", {}, "Created"), h("dd", {}, when(m.created_at)))),
           m.description ? h("p", { class: "description" }, m.description) : null,
+          searchLink(m),
           m.tags.length ? chips(m.tags) : null),
         h("div", { class: "actions" },
           h("a", { class: "button primary", href: `#/models/${encodeURIComponent(key)}/try`, id: "try-link" }, "Try it"),
