@@ -111,7 +111,7 @@ def start(procs: Processes, workdir: Path, namespace: str, database: str) -> tup
     }
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "commands", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
     gateway = procs.spawn("gateway", [sys.executable, "-m", "gateway"], env)
     consumer = procs.spawn("consumer", [sys.executable, "-m", "consumers", FAMILY], env)
     url = f"http://127.0.0.1:{port}"

@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path} is missing: scripts/ensure-chromium.sh installs Debian's chromium and chromium-driver", file=sys.stderr)
             return 2
 
-    from contracts import schema
+    from service import schema
 
     with tempfile.TemporaryDirectory(prefix="ml-server-ui-bench-") as tmp:
         workdir = Path(tmp)

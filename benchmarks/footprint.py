@@ -122,7 +122,7 @@ def one_run(per_family: bool) -> dict[str, Any]:
         for name in ("ML_SERVER_SECRET", "ML_SERVER_SECRET_FILE", "ML_SERVER_DATABASE_URL", "ML_SERVER_FAMILIES"):
             env.pop(name, None)
         log = Path(tmp) / "run.log"
-        args = [sys.executable, "-m", "gateway.cli", "run", *(["--process-per-family"] if per_family else [])]
+        args = [sys.executable, "-m", "commands", "run", *(["--process-per-family"] if per_family else [])]
         began = time.perf_counter()
         with log.open("wb") as out:
             proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp)

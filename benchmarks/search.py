@@ -129,7 +129,7 @@ def _start(procs: Processes, workdir: Path, namespace: str, consumers: int) -> s
         "ML_SERVER_METRICS_PORT": "0",
         "ML_SERVER_FAMILIES": FAMILY,
     }
-    subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "commands", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
     procs.spawn("gateway", [sys.executable, "-m", "gateway"], env)
     for i in range(consumers):
         procs.spawn(f"consumer-{FAMILY}-{i}", [sys.executable, "-m", "consumers", FAMILY], env)

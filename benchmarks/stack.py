@@ -157,7 +157,7 @@ def start_stack(procs: Processes, workdir: Path, namespace: str) -> tuple[str, d
 
     port = free_port()
     env = {**stack_env(workdir, namespace), "ML_SERVER_PORT": str(port), "ML_SERVER_SECRET": uuid.uuid4().hex}
-    subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "commands", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
     gateway = procs.spawn("gateway", [sys.executable, "-m", "gateway"], env)
     consumer = procs.spawn(f"consumer-{FAMILY}", [sys.executable, "-m", "consumers", FAMILY], env)
     url = f"http://127.0.0.1:{port}"

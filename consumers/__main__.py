@@ -7,8 +7,9 @@ import asyncio
 import signal
 import sys
 
-from contracts import frames, logs, schema
-from contracts.loops import event_loop
+from contracts import frames
+from service import logs, schema
+from service.loops import event_loop
 from contracts.settings import Settings, SettingsError
 
 from . import metrics, pool

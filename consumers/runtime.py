@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 from marshmallow import ValidationError
 
-from contracts import logs
+from service import logs
 from contracts.columns import InputSchema, conform
 from contracts.errors import InvalidInput, MLServerError
 from contracts.frames import ParquetCodec, check_table, has_default_index, normalize, numeric_matrix

@@ -32,7 +32,8 @@ from aiormq.exceptions import AMQPError
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from contracts import amqp, brokers, logs
+from contracts import amqp, brokers
+from service import logs
 from contracts.amqp import settle
 from contracts.errors import InvalidInput, MLServerError
 from contracts.events import event_headers

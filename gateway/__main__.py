@@ -8,8 +8,8 @@ import sys
 
 from aiohttp import web
 
-from contracts import logs, schema
-from contracts.loops import event_loop
+from service import logs, schema
+from service.loops import event_loop
 from contracts.settings import Settings, SettingsError
 
 from . import auth, metrics, workers

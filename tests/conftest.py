@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from contracts import schema
+from service import schema
 from contracts.families import BUILTIN
 
 from .stack import POSTGRES_URL, Stack

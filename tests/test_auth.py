@@ -36,7 +36,7 @@ def test_gateway_refuses_a_public_address_without_tokens(tmp_path: Path) -> None
         "ML_SERVER_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
         "ML_SERVER_HOST": "0.0.0.0",
     }
-    subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    subprocess.run([sys.executable, "-m", "commands", "migrate"], env=env, check=True, capture_output=True, timeout=60)
     done = subprocess.run([sys.executable, "-m", "gateway"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "without authentication" in done.stderr and "ML_SERVER_TOKENS" in done.stderr

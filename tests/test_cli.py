@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from gateway import client_cli
+from commands import client as client_cli
 
 from .stack import Stack
 

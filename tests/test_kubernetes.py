@@ -24,7 +24,7 @@ import yaml
 from kubernetes_validate.utils import latest_version
 
 from consumers.worker import Consumer
-from contracts import schema
+from service import schema
 from contracts.families import BUILTIN
 from contracts.settings import SETTINGS, Settings
 from contracts.topology import Topology

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import requests
 
-from contracts import logs
+from service import logs
 
 from .stack import Stack, wait_for
 

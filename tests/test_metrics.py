@@ -12,7 +12,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.auth import new_token
-from gateway.cli import metrics_ports
+from commands.main import metrics_ports
 
 from .proxy import TcpProxy
 from .stack import Stack, free_port, wait_for

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from contracts import schema
+from service import schema
 from contracts.store import Base
 
 from .stack import ROOT
@@ -51,9 +51,9 @@ def test_processes_refuse_a_store_that_is_behind_and_name_the_command(tmp_path: 
     assert done.returncode == 2, done.stderr
     assert "ml-server migrate" in done.stderr and "empty" in done.stderr
 
-    migrated = _run(["-m", "gateway.cli", "migrate"], db)
+    migrated = _run(["-m", "commands", "migrate"], db)
     assert migrated.returncode == 0, migrated.stderr
     assert f"revision {schema.head()}" in migrated.stderr
     schema.check(f"sqlite:///{db}")
     # Migrating again is a no-op.
-    assert _run(["-m", "gateway.cli", "migrate"], db).returncode == 0
+    assert _run(["-m", "commands", "migrate"], db).returncode == 0

@@ -81,7 +81,7 @@ def test_a_refused_broker_password_is_not_logged(database_url: str, tmp_path: Pa
     assert stack.env["ML_SERVER_SECRET"] not in logs
 
 
-@pytest.mark.parametrize("command", [["-m", "gateway"], ["-m", "consumers", "logreg"], ["-m", "gateway.cli", "migrate"]])
+@pytest.mark.parametrize("command", [["-m", "gateway"], ["-m", "consumers", "logreg"], ["-m", "commands", "migrate"]])
 def test_an_unreachable_store_does_not_print_its_password(command: list[str], tmp_path: Path) -> None:
     password = f"s3cr3t-PG-{uuid.uuid4().hex[:6]}"
     env = {

@@ -16,7 +16,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from contracts import schema
+from service import schema
 
 from .conftest import IN_CI, _postgres_answers
 from .proxy import TcpProxy

@@ -1,4 +1,4 @@
-"""Alembic environment: runs against the connection `contracts.schema` hands over."""
+"""Alembic environment: runs against the connection `service.schema` hands over."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 if TYPE_CHECKING:
     from alembic.config import Config
 
-# The revision of the newest migration in contracts/migrations/versions: the schema this code needs.
+# The revision of the newest migration in service/migrations/versions: the schema this code needs.
 HEAD = "0004"
 
 
@@ -43,7 +43,7 @@ def _config() -> Config:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", "contracts:migrations")
+    config.set_main_option("script_location", "service:migrations")
     return config
 
 

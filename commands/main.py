@@ -6,7 +6,7 @@
     ml-server consumer FAMILY ...    a consumer process serving these families (or --all)
     ml-server migrate                apply the store's schema migrations
     ml-server token [--scope read]   make a bearer token and its settings entry
-    ml-server fit FAMILY DATA        train on a CSV or Parquet file (and predict, status: see client_cli.py)
+    ml-server fit FAMILY DATA        train on a CSV or Parquet file (and predict, status: see commands/client.py)
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import time
 import urllib.request
 
 from contracts import paths
-from contracts import logs
 from contracts.settings import Settings, SettingsError, ensure_secret_file
+from service import logs
 
-from . import client_cli
+from . import client as client_cli
 
 log = logging.getLogger("ml-server")
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("consumer", help="start a consumer process: ml-server consumer FAMILY [FAMILY ...] | --all", add_help=False)
     args, rest = p.parse_known_args(argv)
     if args.command == "gateway":
-        from .__main__ import main as gateway_main
+        from gateway.__main__ import main as gateway_main
 
         return gateway_main(rest)
     if args.command == "consumer":
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "delete-namespace":
         return _delete_namespace(args.families, args.yes)
     if args.command == "token":
-        from .auth import new_token
+        from gateway.auth import new_token
 
         secret, entry = new_token(args.scope, args.name)
         print(f"token:            {secret}\nML_SERVER_TOKENS: {entry}")
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _migrate() -> int:
-    from contracts import schema
+    from service import schema
 
     try:
         settings = Settings.from_env()
@@ -198,7 +198,7 @@ def _run(families_arg: str | None, per_family: bool, gateways: int = 1) -> int:
     logs.configure(settings.log_level, settings.log_format)
     started = time.monotonic()
     # Local use: bring the store up to date before starting (in a child: this process stays small).
-    if subprocess.run([sys.executable, "-m", "gateway.cli", "migrate"], env=env).returncode != 0:
+    if subprocess.run([sys.executable, "-m", "commands", "migrate"], env=env).returncode != 0:
         return 2
     if families_arg:
         families = list(dict.fromkeys(f.strip() for f in families_arg.split(",") if f.strip()))
