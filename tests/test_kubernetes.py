@@ -228,7 +228,7 @@ def test_the_required_settings_are_read_by_the_code_of_their_role() -> None:
     code = {
         "gateway": "".join(p.read_text() for p in (ROOT / "gateway").glob("*.py")),
         "consumer": "".join(p.read_text() for p in (ROOT / "consumers").glob("*.py")),
-        "migrate": (ROOT / "gateway" / "cli.py").read_text(),
+        "migrate": (ROOT / "commands" / "main.py").read_text(),
         "init": "".join(c["command"][2] for c in [c for _, c in _workload_containers().values()] if c["command"][0] == "python"),
     }
     reads = {"secret": "signing_key()", "database_url": "database_url", "host": "settings.host"}
