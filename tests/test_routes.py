@@ -57,6 +57,7 @@ def script_path_literals() -> list[str]:
             continue
         for n, line in enumerate(file.read_text().splitlines(), 1):
             found += [f"{file.relative_to(ROOT)}:{n}: {m}" for m in quoted.findall(line) if PATH_LITERAL.match(m)]
+            found += [f"{file.relative_to(ROOT)}:{n}: {m}" for m in re.findall(r"\bpath\([^)]*\)", line)]  # a path built from its segments
     return found
 
 

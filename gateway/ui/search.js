@@ -1,6 +1,7 @@
 // A hyperparameter search: its state and leaderboard, live (the candidates' events), and cancel.
 
-import { api, path } from "./api.js";
+import { api } from "./api.js";
+import { PATHS, fill } from "./paths.js";
 import { badge, clear, count, duration, h, number, time } from "./dom.js";
 
 const FINISHED = new Set(["done", "failed", "cancelled"]);
@@ -12,7 +13,7 @@ function paramsText(params) {
 export async function searchView(root, { params, feed, notify, report, confirm }) {
   const [id] = params;
   let controller = new AbortController();
-  let data = await api(path("searches", id), { signal: controller.signal });
+  let data = await api(fill(PATHS.SEARCH, { id }), { signal: controller.signal });
 
   async function cancel() {
     const ok = await confirm({
@@ -23,7 +24,7 @@ export async function searchView(root, { params, feed, notify, report, confirm }
     });
     if (!ok) return;
     try {
-      data = await api(path("searches", id), { method: "DELETE" });
+      data = await api(fill(PATHS.SEARCH, { id }), { method: "DELETE" });
       notify(`Search ${id} cancelled`, "ok");
       render();
     } catch (e) {
@@ -74,7 +75,7 @@ export async function searchView(root, { params, feed, notify, report, confirm }
     controller.abort();
     controller = new AbortController();
     try {
-      data = await api(path("searches", id), { signal: controller.signal });
+      data = await api(fill(PATHS.SEARCH, { id }), { signal: controller.signal });
       render();
     } catch (e) {
       if (e.name !== "AbortError") report(e);
