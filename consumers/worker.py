@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ from .leases import Leases
 from .pool import FitPool
 from .records import Records, worker_id
 from .runtime import Runtime
+from .sandbox import PredictProcesses
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +85,27 @@ class Consumer:
         self.engine = make_engine(settings.database_url)
         self.worker = worker_id()
         self.records = Records(self.engine, self.worker)
-        self.served = {f.name: Served(f, spec, Runtime(f, self.records, self.key)) for f, spec in families}
+        families_served = [f for f, _ in families]
+        self.pool = FitPool(settings.fit_processes or len(families), families_served, warm=settings.fit_pool_warm)
+        # Imported models predict in processes of their own, under a deadline that is enforced (`sandbox`).
+        self.isolation = PredictProcesses(settings.predict_processes, settings.predict_deadline, self.pool.modules)
+        self.served = {
+            f.name: Served(
+                f,
+                spec,
+                Runtime(
+                    f,
+                    self.records,
+                    self.key,
+                    spec=spec,
+                    isolation=self.isolation,
+                    quarantine_after=settings.quarantine_after,
+                    announce=self._quarantined(f.name),
+                ),
+            )
+            for f, spec in families
+        }
         self.names = ", ".join(self.served)
-        families_served = [s.family for s in self.served.values()]
-        self.pool = FitPool(settings.fit_processes or len(self.served), families_served, warm=settings.fit_pool_warm)
         self.connection: AbstractRobustConnection | None = None
         self.leases: Leases | None = None
         self._predicts_in_flight = 0
@@ -161,6 +180,7 @@ class Consumer:
         if self.connection is not None:
             await self.connection.close()
         self.pool.close()
+        self.isolation.close()
         await self.engine.dispose()
 
     # ---- train -------------------------------------------------------------
@@ -331,6 +351,12 @@ class Consumer:
         except (AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError) as e:
             log.warning("status event for %s v%s not published: %s", model_key, version, e)
 
+    def _quarantined(self, family: str) -> Callable[[str, int], Awaitable[None]]:
+        async def announce(model_key: str, version: int) -> None:
+            await self._publish_event(family, model_key, version, Status.FAILED)
+
+        return announce
+
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
         try:
             event = StatusEvent().load(dict(message.headers or {}))
@@ -341,7 +367,8 @@ class Consumer:
             return
         # Deleted, an alias moved, or a newer version is the default now (older ones load again if asked for).
         deleted = event["event"] == EventKind.DELETED
-        if deleted or event["event"] == EventKind.ALIAS or event["status"] == Status.DONE.value:
+        # (A version that failed after being done was quarantined by another consumer.)
+        if deleted or event["event"] == EventKind.ALIAS or event["status"] in (Status.DONE.value, Status.FAILED.value):
             dropped = served.runtime.forget(event["model_key"])
             if dropped:
                 why = "deleted" if deleted else "alias" if event["event"] == EventKind.ALIAS else "new version"

@@ -80,6 +80,8 @@ def error_response(error: MLServerError) -> web.Response:
     )
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="ml-server"'
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 
