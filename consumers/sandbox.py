@@ -165,12 +165,12 @@ class PredictProcesses:
             return answer
 
     async def _ready(self, slot: _Slot) -> ProcessPoolExecutor:
-        executor = slot.executor
-        if executor is None:
-            # In a context of its own: the start belongs to no request (its log line carries no model key).
-            executor, slot.pid = await asyncio.create_task(self._start(), context=contextvars.Context())
-            slot.executor = executor
-        return executor
+        if slot.executor is not None:
+            return slot.executor
+        # In a context of its own: the start belongs to no request (its log line carries no model key).
+        started, slot.pid = await asyncio.create_task(self._start(), context=contextvars.Context())
+        slot.executor = started
+        return started
 
     async def _start(self) -> tuple[ProcessPoolExecutor, int]:
         executor = await asyncio.to_thread(self._new)
