@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from contracts import amqp, logs
 from contracts.amqp import settle
 from contracts.errors import InvalidInput, MLServerError
-from contracts.frames import PARQUET
+from contracts.frames import PARQUET, ParquetCodec
 from contracts.schemas import ImportHeaders, ReplyHeaders, StatusEvent, TrainHeaders
 from contracts.settings import Settings
 from contracts.status import JobKind, Status
@@ -289,6 +289,8 @@ class Consumer:
         log.info("%s %s started (attempt by %s)", ctx, claim.kind.value, self.worker)
         await self._publish_event(family.name, job["model_key"], claim.version, Status.RUNNING)  # for event streams
         try:
+            # The training data's footer against the caps, before a fit process inflates it.
+            ParquetCodec.footer(body)
             if claim.kind is JobKind.UPDATE:
                 if not family.supports_update:
                     raise jobs.JobError(f"family {family.name!r} does not support update")
@@ -299,9 +301,9 @@ class Consumer:
                 backend = (job["backend"] or family.backend).value
                 running = self.pool.run(jobs.fit, served.spec, body, job["modkwargs"], job["algkwargs"], self.key, backend)
             result = await self.leases.await_fit(asyncio.ensure_future(running), job, body, message, claim, ctx)
-        except jobs.JobError as e:
+        except (jobs.JobError, MLServerError) as e:
             log.warning("%s failed: %s", ctx, e)
-            await self.records.fail(claim.session_id, str(e))
+            await self.records.fail(claim.session_id, e.message if isinstance(e, MLServerError) else str(e))
             metrics.fit_finished(family.name, claim.kind, "failed")
             return claim.version, Status.FAILED
         if await self.records.finish(

@@ -18,7 +18,7 @@ from contracts.responses import HealthResponse, ReadyResponse
 from contracts.settings import Settings
 from contracts.store import make_engine
 
-from . import auth, dashboard, events, metrics, openapi
+from . import auth, budget, dashboard, events, metrics, openapi
 from .batching import Coalescer
 from .records import Records
 from .resources import resources
@@ -114,9 +114,13 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
 
 def make_app(settings: Settings) -> web.Application:
     checks = [auth.middleware(settings)] if settings.tokens else []  # no tokens: nothing to check
-    app = web.Application(middlewares=[metrics.middleware, errors, *checks], client_max_size=settings.max_body)
+    middlewares = [metrics.middleware, errors, budget.middleware, *checks]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body)
     app[SETTINGS] = settings
-    frames.set_max_columns(settings.max_columns)
+    app[budget.BUDGET] = budget.DecodeBudget(settings.decode_budget)
+    frames.set_limits(
+        columns=settings.max_columns, rows=settings.max_rows, frame_bytes=settings.max_frame_bytes, json_frame=settings.max_json_frame
+    )
     app.add_routes(ops)
     app.add_routes(openapi.routes)
     app.add_routes(resources)  # before `/{family}`: `/models` and `/families` are not families

@@ -15,6 +15,14 @@ which also catches an event lost while the broker was away), and ends after
 the asked version (`?version=N`, default: the latest at subscription) is
 `done`, `failed` or deleted.
 
+Bounded: each stream's reader may fall `ML_SERVER_STREAM_QUEUE` events behind;
+one that falls further is ended with a last `event: dropped` whose `data` says
+why (`{reason: "slow_reader", message}`), and the events it missed are not
+kept for it. A client (a bearer token's holder, or an address without tokens)
+holds at most `ML_SERVER_MAX_STREAMS_PER_CLIENT` streams at once (429 beyond),
+and a gateway process at most `ML_SERVER_MAX_STREAMS` (503 beyond); both
+answers carry `Retry-After`.
+
 Every status message is `event: status` with a JSON `data` line: that
 version's status (`StatusResponse`), or `{model_key, family, version, status:
 "deleted"}` when the model was deleted. An alias set, moved or removed (or
@@ -33,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -44,13 +52,13 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from contracts import amqp
-from contracts.errors import InvalidInput, NotFound
+from contracts.errors import InvalidInput, NotFound, TooManyRequests, Unavailable
 from contracts.schemas import MODEL_KEY, EventsQuery, FeedQuery, StatusEvent
 from contracts.status import Status
 from contracts.topology import EventKind, Topology
 
 from .service import respond, status_body
-from .state import BROKER, RECORDS
+from .state import BROKER, RECORDS, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +70,61 @@ TERMINAL = frozenset({Status.DONE.value, Status.FAILED.value, DELETED})
 IN_FLIGHT_LIMIT = 1000
 # Versions whose last sent status a feed remembers (to send each change once).
 FEED_MEMORY = 10_000
+# Seconds a client refused a stream (too many open) is told to wait.
+STREAM_RETRY_AFTER = 5
 
 Event = dict[str, Any]
+
+
+class Inbox:
+    """The events waiting for one stream's reader, at most `size`: a reader that falls further behind is
+    dropped (`dropped` says why, and `get` answers None from then on) rather than queued for without end."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=size + 1)  # + the final None
+        self.dropped: str | None = None
+        self._ended = False  # None was put: nothing more is
+
+    def put(self, event: Event | None) -> None:
+        if self._ended:
+            return
+        if event is not None and self._queue.qsize() >= self.size:
+            self.dropped = (
+                f"the reader fell {self.size} events behind (ML_SERVER_STREAM_QUEUE): the stream was ended; "
+                "read the current state and open a new stream"
+            )
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            event = None
+        self._ended = event is None
+        self._queue.put_nowait(event)
+
+    async def get(self) -> Event | None:
+        return await self._queue.get()
 
 
 class EventHub:
     """One queue of every status event, fanned out to the streams that watch each model."""
 
-    def __init__(self, on_deleted: Callable[[str], None] = lambda key: None) -> None:
-        """`on_deleted(model_key)`: called for each model deleted (by any gateway)."""
-        self._watchers: defaultdict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
-        self._everything: set[asyncio.Queue[Event | None]] = set()  # the feeds: every model's events
+    def __init__(
+        self,
+        on_deleted: Callable[[str], None] = lambda key: None,
+        *,
+        queue_size: int = 256,
+        max_streams: int = 1000,
+        max_per_client: int = 20,
+    ) -> None:
+        """`on_deleted(model_key)`: called for each model deleted (by any gateway). `queue_size`: events
+        waiting per stream; `max_streams`, `max_per_client`: streams open at once, in all and per client."""
+        self._watchers: defaultdict[str, set[Inbox]] = defaultdict(set)
+        self._everything: set[Inbox] = set()  # the feeds: every model's events
         self.closed = False
         self.on_deleted = on_deleted
+        self.queue_size = queue_size
+        self.max_streams = max_streams
+        self.max_per_client = max_per_client
+        self.open: Counter[str] = Counter()  # streams open, per client
 
     async def start(self, connection: AbstractRobustConnection, topology: Topology, instance: str) -> None:
         self.channel = await connection.channel()
@@ -93,14 +143,41 @@ class EventHub:
         self.closed = True
         for inboxes in (*self._watchers.values(), self._everything):
             for inbox in inboxes:
-                inbox.put_nowait(None)
+                inbox.put(None)
 
     @contextmanager
-    def watch(self, model_key: str) -> Iterator[asyncio.Queue[Event | None]]:
-        """The model's events from now on; None when the gateway shuts down."""
-        inbox: asyncio.Queue[Event | None] = asyncio.Queue()
+    def admit(self, client: str) -> Iterator[None]:
+        """One more stream open for `client` (its token's name, or its address): 429 past the cap per client,
+        503 past the cap of this gateway, both with Retry-After."""
+        if self.open[client] >= self.max_per_client:
+            raise TooManyRequests(
+                f"{self.open[client]} event streams are open for this client, the most one client may hold "
+                "(ML_SERVER_MAX_STREAMS_PER_CLIENT): close one first",
+                retry_after=STREAM_RETRY_AFTER,
+            )
+        if self.open.total() >= self.max_streams:
+            raise Unavailable(
+                f"this gateway holds {self.open.total()} event streams, the most it keeps open (ML_SERVER_MAX_STREAMS): retry later",
+                retry_after=STREAM_RETRY_AFTER,
+            )
+        self.open[client] += 1
+        try:
+            yield
+        finally:
+            self.open[client] -= 1
+            if self.open[client] <= 0:
+                del self.open[client]
+
+    def _inbox(self) -> Inbox:
+        inbox = Inbox(self.queue_size)
         if self.closed:
-            inbox.put_nowait(None)
+            inbox.put(None)
+        return inbox
+
+    @contextmanager
+    def watch(self, model_key: str) -> Iterator[Inbox]:
+        """The model's events from now on; None when the gateway shuts down or the reader fell behind."""
+        inbox = self._inbox()
         self._watchers[model_key].add(inbox)
         try:
             yield inbox
@@ -112,11 +189,9 @@ class EventHub:
                     del self._watchers[model_key]
 
     @contextmanager
-    def watch_all(self) -> Iterator[asyncio.Queue[Event | None]]:
-        """Every model's events from now on; None when the gateway shuts down."""
-        inbox: asyncio.Queue[Event | None] = asyncio.Queue()
-        if self.closed:
-            inbox.put_nowait(None)
+    def watch_all(self) -> Iterator[Inbox]:
+        """Every model's events from now on; None when the gateway shuts down or the reader fell behind."""
+        inbox = self._inbox()
         self._everything.add(inbox)
         try:
             yield inbox
@@ -134,7 +209,7 @@ class EventHub:
         if event["event"] == DELETED:
             self.on_deleted(event["model_key"])
         for inbox in (*self._watchers.get(event["model_key"], ()), *self._everything):
-            inbox.put_nowait(event)
+            inbox.put(event)
 
 
 EVENTS = web.AppKey("events", EventHub)
@@ -205,7 +280,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         raise InvalidInput(f"invalid query parameters: {messages}", fields=messages) from e
     hub = request.app[EVENTS]
     # Watch before reading the store: a change between the read and the watch can't slip through.
-    with hub.watch(model_key) as inbox:
+    with hub.admit(client_of(request)), hub.watch(model_key) as inbox:
         model, session = await request.app[RECORDS].version_status(model_key, query["version"])
         stream = _Stream(request, model, session.version)
         await stream.open()
@@ -220,7 +295,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                     if await stream.look(stream.version):
                         break
                     continue
-                if event is None:  # shutting down: the client reconnects or falls back to polling
+                if event is None:  # shutting down, or too slow a reader: the client reconnects or falls back to polling
+                    await _dropped(stream.response, inbox)
                     break
                 if event["event"] == EventKind.ALIAS:
                     await stream.alias(event)
@@ -246,7 +322,7 @@ async def all_events(request: web.Request) -> web.StreamResponse:
     if "text/event-stream" not in request.headers.get("Accept", ""):
         return respond({"versions": await _in_flight(request, family)})
     hub = request.app[EVENTS]
-    with hub.watch_all() as inbox:
+    with hub.admit(client_of(request)), hub.watch_all() as inbox:
         response = web.StreamResponse(headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         response.content_type = "text/event-stream"
         response.charset = "utf-8"
@@ -260,7 +336,8 @@ async def all_events(request: web.Request) -> web.StreamResponse:
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
-                if event is None:  # shutting down: the client reconnects
+                if event is None:  # shutting down, or too slow a reader: the client reconnects
+                    await _dropped(response, inbox)
                     break
                 if family is not None and event["family"] != family:
                     continue
@@ -274,6 +351,19 @@ async def all_events(request: web.Request) -> web.StreamResponse:
         except ConnectionError:
             pass
         return response
+
+
+def client_of(request: web.Request) -> str:
+    """Whose stream this is, for the cap per client: the bearer token's holder, else the peer's address."""
+    actor = request.get("actor")
+    return f"token:{actor}" if actor else f"address:{request.remote}"
+
+
+async def _dropped(response: web.StreamResponse, inbox: Inbox) -> None:
+    """The last event of a stream whose reader fell too far behind: `event: dropped` saying why."""
+    if inbox.dropped is not None:
+        log.warning("event stream dropped: %s", inbox.dropped)
+        await response.write(_sse("dropped", {"reason": "slow_reader", "message": inbox.dropped}))
 
 
 async def _in_flight(request: web.Request, family: str | None) -> list[dict[str, Any]]:
@@ -328,7 +418,13 @@ async def _finish(stream: _Stream) -> web.StreamResponse:
 async def _hub(app: web.Application) -> AsyncIterator[None]:
     broker = app[BROKER]
     assert broker.connection is not None
-    hub = EventHub(on_deleted=app[RECORDS].forget)
+    settings = app[SETTINGS]
+    hub = EventHub(
+        on_deleted=app[RECORDS].forget,
+        queue_size=settings.stream_queue,
+        max_streams=settings.max_streams,
+        max_per_client=settings.max_streams_per_client,
+    )
     await hub.start(broker.connection, broker.topology, broker.instance)
     app[EVENTS] = hub
     yield

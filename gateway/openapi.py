@@ -641,7 +641,8 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 @routes.get("/docs")
 async def docs(request: web.Request) -> web.Response:
-    return web.Response(body=_PAGE, content_type="text/html")
+    # The dashboard's headers: this gateway's files only, no frames, no sniffing, no referrer.
+    return web.Response(body=_PAGE, content_type="text/html", headers=dashboard.HEADERS)
 
 
 @routes.get("/docs/{asset}")
@@ -649,7 +650,7 @@ async def docs_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["asset"]
     if name not in _ASSETS:
         raise web.HTTPNotFound()
-    headers = {"Cache-Control": "public, max-age=3600"}
+    headers = {**dashboard.HEADERS, "Cache-Control": "public, max-age=3600"}
     if name == "init.js":
         return web.Response(body=_INIT_JS, content_type=_ASSETS[name], headers=headers)
     return web.FileResponse(_swagger_ui_dir() / name, headers={**headers, "Content-Type": _ASSETS[name]})
