@@ -64,6 +64,11 @@ log = logging.getLogger(__name__)
 
 # Seconds between keep-alive comments (and store re-reads) on an idle stream.
 KEEPALIVE = 15.0
+# Events the gateway takes from the broker before it has handed out the earlier ones: keep
+# ML_SERVER_STREAM_QUEUE above it, or a burst alone could drop a reader that keeps up.
+HUB_PREFETCH = 32
+# Seconds between looks at whether an idle stream's client is still connected.
+LIVENESS = 1.0
 DELETED = EventKind.DELETED.value
 TERMINAL = frozenset({Status.DONE.value, Status.FAILED.value, DELETED})
 # At most this many versions of each in-flight status in the feed's JSON answer.
@@ -103,6 +108,12 @@ class Inbox:
     async def get(self) -> Event | None:
         return await self._queue.get()
 
+    def waiting(self) -> bool:
+        return not self._queue.empty()
+
+    def get_nowait(self) -> Event | None:
+        return self._queue.get_nowait()
+
 
 class EventHub:
     """One queue of every status event, fanned out to the streams that watch each model."""
@@ -128,10 +139,13 @@ class EventHub:
 
     async def start(self, connection: AbstractRobustConnection, topology: Topology, instance: str) -> None:
         self.channel = await connection.channel()
+        # Acked, HUB_PREFETCH at a time: a burst of events reaches the streams in steps their readers keep up
+        # with (each step smaller than a stream's queue), and a backlog waits in the broker, not here.
+        await self.channel.set_qos(prefetch_count=HUB_PREFETCH)
         exchange = (await amqp.declare_exchanges(self.channel, topology)).events
         self.queue = await self.channel.declare_queue(topology.events_queue(instance), exclusive=True, auto_delete=True)
         await self.queue.bind(exchange, topology.ALL_EVENTS)
-        await self.queue.consume(self._on_event, no_ack=True)
+        await self.queue.consume(self._on_event)
 
     async def stop(self) -> None:
         self.close()
@@ -202,6 +216,12 @@ class EventHub:
         return len(self._watchers.get(model_key, ()))
 
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        try:
+            self._fan_out(message)
+        finally:
+            await amqp.settle(message.ack())
+
+    def _fan_out(self, message: AbstractIncomingMessage) -> None:
         try:
             event = StatusEvent().load(dict(message.headers or {}))
         except ValidationError:
@@ -289,7 +309,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 return await _finish(stream)
             while True:
                 try:
-                    event = await asyncio.wait_for(inbox.get(), KEEPALIVE)
+                    event = await _next(request, inbox)
                 except TimeoutError:
                     await stream.keepalive()
                     if await stream.look(stream.version):
@@ -332,7 +352,7 @@ async def all_events(request: web.Request) -> web.StreamResponse:
             await response.write(b"retry: 2000\n\n")
             while True:
                 try:
-                    event = await asyncio.wait_for(inbox.get(), KEEPALIVE)
+                    event = await _next(request, inbox)
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
@@ -351,6 +371,24 @@ async def all_events(request: web.Request) -> web.StreamResponse:
         except ConnectionError:
             pass
         return response
+
+
+async def _next(request: web.Request, inbox: Inbox) -> Event | None:
+    """The stream's next event; TimeoutError after KEEPALIVE seconds without one, ConnectionError as soon as
+    the client is gone (so its place among the open streams is free again within a second)."""
+    if inbox.waiting():  # a backlog is taken at once, without a round through the event loop per event
+        return inbox.get_nowait()
+    waited = 0.0
+    while True:
+        try:
+            return await asyncio.wait_for(inbox.get(), LIVENESS)
+        except TimeoutError:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("the client went away") from None
+            waited += LIVENESS
+            if waited >= KEEPALIVE:
+                raise
 
 
 def client_of(request: web.Request) -> str:
