@@ -57,6 +57,8 @@ MAX_ROWS = 10_000_000
 MAX_FRAME_BYTES = 2**30
 # Bytes assumed per row of a column whose values have no fixed width (its offsets, at least).
 _VARIABLE_WIDTH = 8
+# The widest cell of a fixed-width column counted (a decimal128): below rows × columns × this, widths can't pass the cap.
+_WIDEST_CELL = 16
 
 
 # Longest JSON text of a frame inside a JSON body (the seed's `x`), checked before it is parsed
@@ -80,10 +82,11 @@ def check_json_frame(text: str, what: str = "x") -> None:
         )
 
 
-def check_footer(meta: pq.FileMetaData, schema: pa.Schema, what: str = "x") -> None:
+def check_footer(file: pq.ParquetFile, what: str = "x") -> None:
     """Refuse a Parquet file from its footer alone, before any column is read: too many columns (422),
     more rows or more decoded bytes than this server decodes (413). A file's declared sizes are what
     a reader allocates by, so a small file that inflates to gigabytes is refused here, not in memory."""
+    meta = file.metadata
     check_columns(meta.num_columns, what)
     rows = meta.num_rows
     if rows > MAX_ROWS:
@@ -92,13 +95,15 @@ def check_footer(meta: pq.FileMetaData, schema: pa.Schema, what: str = "x") -> N
             fields={what: [f"more than {MAX_ROWS} rows"]},
         )
     declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    widths = 0
-    for field in schema:
-        try:
-            widths += max(1, field.type.bit_width // 8)
-        except ValueError:  # no fixed width: text, bytes
-            widths += _VARIABLE_WIDTH
-    size = max(declared, rows * widths)
+    size = declared
+    if rows * meta.num_columns * _WIDEST_CELL > MAX_FRAME_BYTES:  # else no column's width can matter (every predict)
+        widths = 0
+        for field in file.schema_arrow:
+            try:
+                widths += max(1, field.type.bit_width // 8)
+            except ValueError:  # no fixed width: text, bytes
+                widths += _VARIABLE_WIDTH
+        size = max(declared, rows * widths)
     if size > MAX_FRAME_BYTES:
         raise PayloadTooLarge(
             f"{what}: the Parquet body would decode to {size} bytes, more than the {MAX_FRAME_BYTES} this server "
@@ -111,10 +116,12 @@ def _footer(data: bytes) -> pq.ParquetFile:
     """The file's footer, read and checked against the caps; no column is read."""
     try:
         file = pq.ParquetFile(pa.BufferReader(data))
-        schema = file.schema_arrow
     except (pa.ArrowException, OSError, ValueError) as e:
         raise DecodeError(f"body is not a readable Parquet file: {e}") from e
-    check_footer(file.metadata, schema)
+    try:
+        check_footer(file)
+    except (pa.ArrowException, ValueError) as e:  # a schema Arrow can't read
+        raise DecodeError(f"body is not a readable Parquet file: {e}") from e
     return file
 
 
