@@ -87,6 +87,13 @@ class Consumer:
         self.records = Records(self.engine, self.worker)
         families_served = [f for f, _ in families]
         self.pool = FitPool(settings.fit_processes or len(families), families_served, warm=settings.fit_pool_warm)
+        if settings.predict_deadline >= settings.predict_timeout:
+            log.warning(
+                "ML_SERVER_PREDICT_DEADLINE (%gs) is not below ML_SERVER_PREDICT_TIMEOUT (%gs): callers of a hung imported "
+                "model get the gateway's 504 before the consumer's, which names the model",
+                settings.predict_deadline,
+                settings.predict_timeout,
+            )
         # Imported models predict in processes of their own, under a deadline that is enforced (`sandbox`).
         self.isolation = PredictProcesses(settings.predict_processes, settings.predict_deadline, self.pool.modules)
         self.served = {

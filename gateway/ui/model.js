@@ -52,6 +52,8 @@ function historyText(e) {
       return `description${on} changed`;
     case "fit":
       return d.retrain ? `retrain →${on}` : `fit →${on}`;
+    case "quarantine":
+      return `quarantined${on}: its predicts kept overrunning their deadline`;
     default:
       return `${e.action}${on}`;
   }
