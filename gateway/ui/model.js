@@ -53,7 +53,7 @@ function historyText(e) {
     case "fit":
       return d.retrain ? `retrain →${on}` : `fit →${on}`;
     case "quarantine":
-      return `quarantined${on}: its predicts kept overrunning their deadline`;
+      return `quarantined${on}: its predicts kept overrunning their deadline or crashing`;
     default:
       return `${e.action}${on}`;
   }
