@@ -6,6 +6,11 @@ the reply carries. Models come from memory (`cache`): which stored version
 answers for a model key is remembered (`Resolutions`), and loaded estimators
 are kept (`ModelCache`), both dropped when status events say the model
 changed. No SQL and no deserialization on the hot path.
+
+Imported models (trained elsewhere) are the exception: the consumer keeps
+only their stored bytes and hands each predict to a predict process
+(`sandbox`), under a deadline that kills it; a version that overruns it
+`quarantine_after` times in a row is quarantined in the store.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from contracts import logs
 from contracts.columns import InputSchema, conform
@@ -142,7 +148,13 @@ class Runtime:
             f"quarantined: {count} predicts in a row overran the deadline or killed their process "
             f"(the last: {error.message}); predict another version, or import the model again once it is fixed"
         )
-        if await self.records.quarantine(loaded.session_id, reason):
+        try:
+            quarantined = await self.records.quarantine(loaded.session_id, reason)
+        except (SQLAlchemyError, OSError) as e:  # the caller still gets the overrun; the next one tries again
+            log.warning("model=%s version=%d not quarantined, the store is unavailable: %s", model_key, loaded.version, e)
+            self.overruns[loaded.session_id] = count
+            return
+        if quarantined:
             log.error("model=%s version=%d %s", model_key, loaded.version, reason)
             error.message = f"{error.message}; version {loaded.version} is now quarantined ({count} overruns in a row)"
             self.forget(model_key)
