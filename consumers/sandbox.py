@@ -3,7 +3,7 @@
 A model trained elsewhere passed the import's checks, but no check proves
 that its predict ends: a tree whose nodes loop, a graph that runs for hours.
 So a consumer never runs an imported model's predict itself. It hands the
-decoded request to one of a few predict processes (`PredictProcesses`),
+request (its checked Parquet) to one of a few predict processes (`PredictProcesses`),
 forked like fit processes from the forkserver that already imported
 scikit-learn, and waits at most `deadline` seconds. A predict that outlives
 it is stopped with its process (SIGKILL; the next predict starts a fresh one)
