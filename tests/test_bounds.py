@@ -1,7 +1,7 @@
 """Parquet bodies that inflate past the caps are refused from their footers, on every road, without the memory.
 
-Two bombs made here: 100 million rows of zeros in 100 row groups (the rows cap), and a million 2 KiB strings
-that declare 2 GiB once decoded (the decoded-bytes cap); each is a few hundred KiB of zstd. Both go
+Two bombs made here: 100 million rows of zeros in 100 row groups (the rows cap), and a million rows of two 2 KiB strings
+that declare 4 GB once decoded (the decoded-bytes cap); each is about 0.5 MiB of zstd. Both go
 to fit, update and predict over REST and to fit and predict straight over AMQP; the peak resident
 memory (VmHWM) of the gateway and of the consumer is read before and after.
 """
@@ -35,7 +35,7 @@ from .stack import BROKER_URL, Stack, wait_for
 MiB = 2**20
 # How far the peak resident memory of the gateway or the consumer may rise while the bombs are
 # refused: a few copies of the bombs' own bytes and the work of the requests around them. Each bomb
-# would take 1.6 to 2 GiB decoded.
+# would take 1.6 or 4 GB decoded.
 GROWTH_ALLOWED = 64 * MiB
 
 
@@ -55,7 +55,7 @@ def rows_bomb() -> bytes:
 
 @functools.cache
 def bytes_bomb() -> bytes:
-    """200 row groups of 5,000 strings of 2 KiB: a million rows (under the rows cap), 2 GiB decoded."""
+    """200 row groups of 5,000 rows of two 2 KiB strings: a million rows (under the rows cap), 4 GB decoded."""
     return _write(pa.table({"a": pa.array(["x" * 2048] * 5_000), "b": pa.array(["y" * 2048] * 5_000)}), 200)
 
 
