@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ml-server-consumer: {e}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    # Before the fork server: fit and predict processes decode frames under the same caps.
+    frames.set_limits(
+        columns=settings.max_columns, rows=settings.max_rows, frame_bytes=settings.max_frame_bytes, json_frame=settings.max_json_frame
+    )
     # Before any thread or event loop: fit processes fork from a copy of this process.
     pool.fork_server(family for family, _ in families)
     with asyncio.Runner(loop_factory=event_loop) as runner:
@@ -67,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(settings: Settings, families: list[tuple[Family, str]]) -> int:
-    frames.set_max_columns(settings.max_columns)
     consumer = Consumer(settings, families)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -30,6 +30,13 @@ class Loaded:
     version: int
     backend: str = "joblib"
     schema: InputSchema | None = None  # None: a version stored before input schemas were recorded
+    # An imported model's stored bytes: it is loaded and run in a predict process (`sandbox`), never here.
+    artifact: bytes | None = None
+    session_id: int = 0
+
+    @property
+    def isolated(self) -> bool:
+        return self.artifact is not None
 
     @property
     def array_ready(self) -> bool:

@@ -380,6 +380,24 @@ class Records:
             await db.execute(delete(Payload).where(Payload.session_id == job_id))
             return updated == 1
 
+    async def quarantine(self, session_id: int, reason: str) -> bool:
+        """A done version whose predicts keep overrunning their deadline: `failed` with `reason` (no longer served)
+        and a `quarantine` line in its model's history. False when it was no longer done."""
+        async with self.sessions.begin() as db:
+            found = (
+                await db.execute(
+                    update(TrainingSession)
+                    .where(TrainingSession.id == session_id, TrainingSession.status == Status.DONE)
+                    .values(status=Status.FAILED, error=reason[:4000])
+                    .returning(TrainingSession.model_id, TrainingSession.version)
+                )
+            ).first()
+            if found is None:
+                return False
+            model_id, version = found
+            await lifecycle.record(db, model_id, version, lifecycle.Action.QUARANTINE, None, reason=reason, worker=self.worker)
+            return True
+
     async def servable(self, family: str, model_key: str, version: int | None, alias: str | None = None) -> Servable:
         """The session to predict with: `version`, the version `alias` points at, or neither: the one the
         model's serving alias points at, else its latest done version. Or the 404/409 that says why there is none."""

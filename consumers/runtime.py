@@ -6,6 +6,11 @@ the reply carries. Models come from memory (`cache`): which stored version
 answers for a model key is remembered (`Resolutions`), and loaded estimators
 are kept (`ModelCache`), both dropped when status events say the model
 changed. No SQL and no deserialization on the hot path.
+
+Imported models (trained elsewhere) are the exception: the consumer keeps
+only their stored bytes and hands each predict to a predict process
+(`sandbox`), under a deadline that kills it; a version that overruns it
+`quarantine_after` times in a row is quarantined in the store.
 """
 
 from __future__ import annotations
@@ -13,17 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from service import logs
 from contracts.columns import InputSchema, conform
-from contracts.errors import InvalidInput, MLServerError
+from contracts.errors import DeadlineExceeded, InvalidInput, MLServerError
 from contracts.frames import ParquetCodec, check_table, has_default_index, normalize, numeric_matrix
 from contracts.schemas import PredictHeaders
 
@@ -31,22 +37,45 @@ from . import backends, metrics
 from .cache import Loaded, ModelCache, Resolutions
 from .families import Family
 from .records import Records
+from .sandbox import ModelCrashed, PredictProcesses
+
+log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
 # Frames up to this many rows are predicted on the event loop; bigger ones in a thread.
 INLINE_ROWS = 2_000
+# Versions whose overruns in a row a runtime counts at once.
+OVERRUN_MEMORY = 10_000
 
 _PREDICT_HEADERS = PredictHeaders()
 
 
 class Runtime:
-    def __init__(self, family: Family, records: Records, key: bytes) -> None:
+    def __init__(
+        self,
+        family: Family,
+        records: Records,
+        key: bytes,
+        *,
+        spec: str | None = None,
+        isolation: PredictProcesses | None = None,
+        quarantine_after: int = 0,
+        announce: Callable[[str, int], Awaitable[None]] | None = None,
+    ) -> None:
+        """`isolation`: where imported models predict (None: here, like the others); `quarantine_after`:
+        overruns in a row that quarantine a version (0: never); `announce(model_key, version)`: publishes
+        a quarantined version's status event."""
         self.family = family
         self.records = records
         self.key = key
+        self.spec = spec or family.name
+        self.isolation = isolation
+        self.quarantine_after = quarantine_after
+        self.announce = announce
         self.cache = ModelCache(family=family.name)
         self.resolutions = Resolutions()
+        self.overruns: dict[int, int] = {}  # session id: predicts in a row that overran or crashed
 
     async def answer(self, headers: Mapping[str, Any], body: bytes) -> bytes:
         try:
@@ -60,6 +89,8 @@ class Runtime:
         loaded = await self.loaded(job["model_key"], job["version"], job["alias"])
         kwargs = dict(job["kwargs"])
         method = kwargs.pop("method", "predict")
+        if loaded.isolated:
+            return await self._isolated(job["model_key"], loaded, body, method, kwargs)
         if table.num_rows > INLINE_ROWS:
             return await asyncio.to_thread(predict_table, self.family, loaded, table, method, kwargs)
         return predict_table(self.family, loaded, table, method, kwargs)
@@ -76,6 +107,12 @@ class Runtime:
         loaded = self.cache.get(cache_key)
         if loaded is None:
             art = await self.records.artifact(where.session_id)
+            if self.isolation is not None and "imported" in art.meta:
+                # Trained elsewhere: loaded and run in a predict process only, under the deadline.
+                schema = InputSchema.from_list(art.meta["schema"]) if "schema" in art.meta else None
+                loaded = Loaded(None, art.meta, where.version, art.backend, schema, artifact=art.data, session_id=where.session_id)
+                self.cache.put(cache_key, loaded)
+                return loaded
             estimator = await asyncio.to_thread(
                 backends.load,
                 art.data,
@@ -98,6 +135,43 @@ class Runtime:
             log.warning("model=%s not loaded: %s", model_key, e.message)
             return
         log.info("model=%s version %d loaded into the cache", model_key, loaded.version)
+
+    async def _isolated(self, model_key: str, loaded: Loaded, body: bytes, method: str, kwargs: dict[str, Any]) -> bytes:
+        """An imported model's predict, in a predict process under the deadline; a version that overruns
+        it (or kills its process) `quarantine_after` times in a row is quarantined."""
+        assert self.isolation is not None
+        what = f"model {model_key!r} version {loaded.version}"
+        try:
+            answer = await self.isolation.predict(self.spec, (model_key, loaded.session_id), loaded, self.key, body, method, kwargs, what)
+        except (DeadlineExceeded, ModelCrashed) as e:
+            await self._overran(model_key, loaded, e)
+            raise
+        self.overruns.pop(loaded.session_id, None)
+        return answer
+
+    async def _overran(self, model_key: str, loaded: Loaded, error: DeadlineExceeded | ModelCrashed) -> None:
+        if len(self.overruns) >= OVERRUN_MEMORY:
+            self.overruns.clear()
+        count = self.overruns[loaded.session_id] = self.overruns.get(loaded.session_id, 0) + 1
+        if not self.quarantine_after or count < self.quarantine_after:
+            return
+        del self.overruns[loaded.session_id]
+        reason = (
+            f"quarantined: {count} predicts in a row overran the deadline or killed their process "
+            f"(the last: {error.message}); predict another version, or import the model again once it is fixed"
+        )
+        try:
+            quarantined = await self.records.quarantine(loaded.session_id, reason)
+        except (SQLAlchemyError, OSError) as e:  # the caller still gets the overrun; the next one tries again
+            log.warning("model=%s version=%d not quarantined, the store is unavailable: %s", model_key, loaded.version, e)
+            self.overruns[loaded.session_id] = count
+            return
+        if quarantined:
+            log.error("model=%s version=%d %s", model_key, loaded.version, reason)
+            error.message = f"{error.message}; version {loaded.version} is now quarantined ({count} overruns in a row)"
+            self.forget(model_key)
+            if self.announce is not None:
+                await self.announce(model_key, loaded.version)
 
     def forget(self, model_key: str) -> int:
         """Drop what is remembered of a model (deleted, an alias moved, or a newer version is the default now)."""

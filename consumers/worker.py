@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import logging
 from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from service import logs
 from contracts.amqp import settle
 from contracts.errors import InvalidInput, MLServerError
 from contracts.events import event_headers
-from contracts.frames import JSON, PARQUET
+from contracts.frames import JSON, PARQUET, ParquetCodec
 from contracts.schemas import ImportHeaders, ReplyHeaders, StatusEvent
 from contracts.settings import Settings
 from contracts.status import JobKind, Status
@@ -50,6 +51,7 @@ from .leases import Leases
 from .pool import FitPool
 from .records import Records, worker_id
 from .runtime import Runtime
+from .sandbox import PredictProcesses
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,34 @@ class Consumer:
         self.engine = make_engine(settings.database_url)
         self.worker = worker_id()
         self.records = Records(self.engine, self.worker)
-        self.served = {f.name: Served(f, spec, Runtime(f, self.records, self.key)) for f, spec in families}
+        families_served = [f for f, _ in families]
+        self.pool = FitPool(settings.fit_processes or len(families), families_served, warm=settings.fit_pool_warm)
+        if settings.predict_deadline >= settings.predict_timeout:
+            log.warning(
+                "ML_SERVER_PREDICT_DEADLINE (%gs) is not below ML_SERVER_PREDICT_TIMEOUT (%gs): callers of a hung imported "
+                "model get the gateway's 504 before the consumer's, which names the model",
+                settings.predict_deadline,
+                settings.predict_timeout,
+            )
+        # Imported models predict in processes of their own, under a deadline that is enforced (`sandbox`).
+        self.isolation = PredictProcesses(settings.predict_processes, settings.predict_deadline, self.pool.modules)
+        self.served = {
+            f.name: Served(
+                f,
+                spec,
+                Runtime(
+                    f,
+                    self.records,
+                    self.key,
+                    spec=spec,
+                    isolation=self.isolation,
+                    quarantine_after=settings.quarantine_after,
+                    announce=self._quarantined(f.name),
+                ),
+            )
+            for f, spec in families
+        }
         self.names = ", ".join(self.served)
-        families_served = [s.family for s in self.served.values()]
-        self.pool = FitPool(settings.fit_processes or len(self.served), families_served, warm=settings.fit_pool_warm)
         self.connection: AbstractRobustConnection | None = None
         self.leases: Leases | None = None
         self._predicts_in_flight = 0
@@ -167,6 +193,7 @@ class Consumer:
         if self.connection is not None:
             await self.connection.close()
         self.pool.close()
+        self.isolation.close()
         await self.engine.dispose()
 
     # ---- train -------------------------------------------------------------
@@ -277,6 +304,8 @@ class Consumer:
         log.info("%s %s started (attempt by %s)", ctx, claim.kind.value, self.worker)
         await self._publish_event(family.name, job["model_key"], claim.version, Status.RUNNING, message_id=job.get("message_id"))
         try:
+            # The training data's footer against the caps, before a fit process inflates it.
+            ParquetCodec.footer(body)
             if claim.kind is JobKind.UPDATE:
                 if not family.supports_update:
                     raise jobs.JobError(f"family {family.name!r} does not support update")
@@ -287,9 +316,9 @@ class Consumer:
                 backend = (job["backend"] or family.backend).value
                 running = self.pool.run(jobs.fit, served.spec, body, job["modkwargs"], job["algkwargs"], self.key, backend)
             result = await self.leases.await_fit(asyncio.ensure_future(running), job, body, message, claim, ctx)
-        except jobs.JobError as e:
+        except (jobs.JobError, MLServerError) as e:
             log.warning("%s failed: %s", ctx, e)
-            await self.records.fail(claim.session_id, str(e))
+            await self.records.fail(claim.session_id, e.message if isinstance(e, MLServerError) else str(e))
             metrics.fit_finished(family.name, claim.kind, "failed")
             return claim.version, Status.FAILED, str(e)
         if await self.records.finish(
@@ -364,6 +393,12 @@ class Consumer:
         if model_key is not None:
             await self._publish_event(family, model_key, None, None, reason, message.message_id, EventKind.REJECTED, fields)
 
+    def _quarantined(self, family: str) -> Callable[[str, int], Awaitable[None]]:
+        async def announce(model_key: str, version: int) -> None:
+            await self._publish_event(family, model_key, version, Status.FAILED)
+
+        return announce
+
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
         try:
             event = StatusEvent().load(dict(message.headers or {}))
@@ -383,7 +418,8 @@ class Consumer:
             return
         # Deleted, an alias moved, or a newer version is the default now (older ones load again if asked for).
         deleted = event["event"] == EventKind.DELETED
-        if deleted or event["event"] == EventKind.ALIAS or event["status"] == Status.DONE.value:
+        # (A version that failed after being done was quarantined by another consumer.)
+        if deleted or event["event"] == EventKind.ALIAS or event["status"] in (Status.DONE.value, Status.FAILED.value):
             dropped = served.runtime.forget(event["model_key"])
             if dropped:
                 why = "deleted" if deleted else "alias" if event["event"] == EventKind.ALIAS else "new version"

@@ -16,10 +16,11 @@ class MLServerError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, fields: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, fields: dict[str, Any] | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields or None
+        self.retry_after = retry_after  # seconds, answered as `Retry-After` (a 429 or a 503 that will pass)
 
     def to_wire(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -88,6 +89,12 @@ class UnsupportedMediaType(MLServerError):
     status, code = 415, "unsupported_media_type"
 
 
+class TooManyRequests(MLServerError):
+    """The caller holds as many of a resource as one caller may (open event streams)."""
+
+    status, code = 429, "too_many_requests"
+
+
 class Unavailable(MLServerError):
     """The broker or the store can't be reached right now."""
 
@@ -115,6 +122,7 @@ _BY_CODE: dict[str, type[MLServerError]] = {
         Forbidden,
         PayloadTooLarge,
         UnsupportedMediaType,
+        TooManyRequests,
         Unavailable,
         DeadlineExceeded,
     )

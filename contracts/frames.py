@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DecodeError
+from .errors import DecodeError, PayloadTooLarge
 
 PARQUET = "application/vnd.apache.parquet"
 JSON = "application/json"
@@ -50,9 +50,79 @@ _COMPRESS_ABOVE_CELLS = 200_000
 MAX_COLUMNS = 10_000
 
 
-def set_max_columns(limit: int) -> None:
-    global MAX_COLUMNS
-    MAX_COLUMNS = limit
+# What a Parquet body may declare in its footer before a byte of it is decoded: rows, and bytes once
+# decoded (its row groups' uncompressed sizes, and its rows times the widths of its fixed-width columns).
+# Set once per process from ML_SERVER_MAX_ROWS and ML_SERVER_MAX_FRAME_BYTES (`set_limits`).
+MAX_ROWS = 10_000_000
+MAX_FRAME_BYTES = 2**30
+# Bytes assumed per row of a column whose values have no fixed width (its offsets, at least).
+_VARIABLE_WIDTH = 8
+# The widest cell of a fixed-width column counted (a decimal128): below rows × columns × this, widths can't pass the cap.
+_WIDEST_CELL = 16
+
+
+# Longest JSON text of a frame inside a JSON body (the seed's `x`), checked before it is parsed
+# (ML_SERVER_MAX_JSON_FRAME).
+MAX_JSON_FRAME = 64 * 2**20
+
+
+def set_limits(*, columns: int, rows: int, frame_bytes: int, json_frame: int) -> None:
+    """The caps every frame is checked against before it is decoded, for this process."""
+    global MAX_COLUMNS, MAX_ROWS, MAX_FRAME_BYTES, MAX_JSON_FRAME
+    MAX_COLUMNS, MAX_ROWS, MAX_FRAME_BYTES, MAX_JSON_FRAME = columns, rows, frame_bytes, json_frame
+
+
+def check_json_frame(text: str, what: str = "x") -> None:
+    """Refuse the JSON text of a frame longer than the cap, before it is parsed (413)."""
+    if len(text) > MAX_JSON_FRAME:
+        raise PayloadTooLarge(
+            f"{what}: the frame's JSON text is {len(text)} characters, more than the {MAX_JSON_FRAME} this server "
+            "parses (ML_SERVER_MAX_JSON_FRAME; send Parquet, or fewer rows per request)",
+            fields={what: [f"JSON text longer than {MAX_JSON_FRAME}"]},
+        )
+
+
+def check_footer(file: pq.ParquetFile, what: str = "x") -> None:
+    """Refuse a Parquet file from its footer alone, before any column is read: too many columns (422),
+    more rows or more decoded bytes than this server decodes (413). A file's declared sizes are what
+    a reader allocates by, so a small file that inflates to gigabytes is refused here, not in memory."""
+    meta = file.metadata
+    check_columns(meta.num_columns, what)
+    rows = meta.num_rows
+    if rows > MAX_ROWS:
+        raise PayloadTooLarge(
+            f"{what}: the Parquet body declares {rows} rows, more than the {MAX_ROWS} this server decodes (ML_SERVER_MAX_ROWS)",
+            fields={what: [f"more than {MAX_ROWS} rows"]},
+        )
+    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    size = declared
+    if rows * meta.num_columns * _WIDEST_CELL > MAX_FRAME_BYTES:  # else no column's width can matter (every predict)
+        widths = 0
+        for field in file.schema_arrow:
+            try:
+                widths += max(1, field.type.bit_width // 8)
+            except ValueError:  # no fixed width: text, bytes
+                widths += _VARIABLE_WIDTH
+        size = max(declared, rows * widths)
+    if size > MAX_FRAME_BYTES:
+        raise PayloadTooLarge(
+            f"{what}: the Parquet body would decode to {size} bytes, more than the {MAX_FRAME_BYTES} this server "
+            "decodes at once (ML_SERVER_MAX_FRAME_BYTES; send fewer rows per request)",
+            fields={what: [f"decodes to more than {MAX_FRAME_BYTES} bytes"]},
+        )
+
+
+def _footer(data: bytes) -> pq.ParquetFile:
+    """The file's footer, read and checked against the caps; no column is read."""
+    try:
+        file = pq.ParquetFile(pa.BufferReader(data))
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise DecodeError(f"body is not a readable Parquet file: {e}") from e
+    try:
+        check_footer(file)
+    except (pa.ArrowException, ValueError) as e:  # a schema Arrow can't read
+        raise DecodeError(f"body is not a readable Parquet file: {e}") from e
+    return file
 
 
 def max_columns() -> int:
@@ -182,10 +252,9 @@ class ParquetCodec:
 
     @staticmethod
     def decode_table(data: bytes) -> pa.Table:
+        file = _footer(data)  # checked from the footer, before a column is read
         try:
             # Reader threads cost more than they save on small files (~100 µs against ~270 µs for one row).
-            file = pq.ParquetFile(pa.BufferReader(data))
-            check_columns(file.metadata.num_columns)  # from the footer, before a column is read
             table = file.read(use_threads=len(data) > _THREADED_READ_BYTES)
         except (pa.ArrowException, OSError, ValueError) as e:
             raise DecodeError(f"body is not a readable Parquet file: {e}") from e
@@ -195,12 +264,8 @@ class ParquetCodec:
     @staticmethod
     def footer(data: bytes) -> tuple[pa.Schema, int]:
         """Schema and row count of a Parquet file, from its footer alone (no column is read)."""
-        try:
-            file = pq.ParquetFile(pa.BufferReader(data))
-            check_columns(file.metadata.num_columns)
-            return file.schema_arrow, file.metadata.num_rows
-        except (pa.ArrowException, OSError, ValueError) as e:
-            raise DecodeError(f"body is not a readable Parquet file: {e}") from e
+        file = _footer(data)
+        return file.schema_arrow, file.metadata.num_rows
 
     @staticmethod
     def encode_table(table: pa.Table) -> bytes:
@@ -287,12 +352,8 @@ def rows_from_frame(frame: pd.DataFrame) -> Rows:
 def rows_from_parquet(data: bytes, alone_from: int = 0) -> Rows:
     """The rows of a Parquet body. One of `alone_from` rows or more with no index of its own is
     checked from its footer only: it travels alone, as it came."""
-    try:
-        file = pq.ParquetFile(pa.BufferReader(data))  # the footer, read once
-        check_columns(file.metadata.num_columns)
-        schema, n = file.schema_arrow, file.metadata.num_rows
-    except (pa.ArrowException, OSError, ValueError) as e:
-        raise DecodeError(f"body is not a readable Parquet file: {e}") from e
+    file = _footer(data)  # the footer, read once and checked against the caps
+    schema, n = file.schema_arrow, file.metadata.num_rows
     index = _index_of(schema.metadata or {})
     if alone_from and n >= alone_from and index is None:
         check_table(schema.empty_table(), rows=n)

@@ -33,6 +33,7 @@ class Action(StrEnum):
     SERVING = "serving"  # the alias predicts use by default changed
     TAG = "tag"
     DESCRIBE = "describe"
+    QUARANTINE = "quarantine"  # a version whose predicts kept overrunning their deadline was taken out of service
 
 
 async def record(db: AsyncSession, model_id: int, version: int | None, action: Action, actor: str | None, **detail: Any) -> None:

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import DecodeError
-from .frames import JSON, ORIENTS, Orient, Rows, check_columns, float_schema, max_columns, normalize, rows_from_frame
+from .frames import JSON, ORIENTS, Orient, Rows, check_columns, check_json_frame, float_schema, max_columns, normalize, rows_from_frame
 
 __all__ = ["ORIENTS", "JsonCodec", "parse", "read_rows", "write_answer", "write_array"]
 
@@ -45,6 +45,7 @@ def parse(value: Any, what: str = "x") -> Any:
     """The JSON text of a frame parsed (the seed sends `to_json`'s text inside its JSON body), or `value` as it is."""
     if not isinstance(value, str):
         return value
+    check_json_frame(value, what)  # JSON inside JSON: its size is known before the second parse
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError as e:  # also: nested too deep, numbers out of range

@@ -19,6 +19,10 @@ from .archives import ArchiveLimits
 from .families import NAME as FAMILY_NAME
 
 
+# The shortest signing key accepted, from ML_SERVER_SECRET or the secret file alike.
+MIN_SECRET_BYTES = 16
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
@@ -276,6 +280,71 @@ SETTINGS: dict[str, tuple[str, Callable[[str, str], Any], str | None, str]] = {
         "2",
         "predict messages per model in flight before further predicts queue up to go together",
     ),
+    "predict_deadline": (
+        "ML_SERVER_PREDICT_DEADLINE",
+        _float,
+        "10",
+        "seconds an imported model's predict may run in its predict process before that process is killed and the "
+        "caller gets a 504 naming the model (keep it below ML_SERVER_PREDICT_TIMEOUT)",
+    ),
+    "quarantine_after": (
+        "ML_SERVER_QUARANTINE_AFTER",
+        _int,
+        "3",
+        "an imported model version whose predicts overran the deadline this many times in a row on one consumer is "
+        "quarantined: marked failed, with a history entry, and no longer served (0: never)",
+    ),
+    "predict_processes": (
+        "ML_SERVER_PREDICT_PROCESSES",
+        _int,
+        "2",
+        "processes a consumer runs imported models' predicts in, started with the first such predict",
+    ),
+    "max_rows": (
+        "ML_SERVER_MAX_ROWS",
+        _int,
+        "10000000",
+        "most rows a Parquet body may declare in its footer (413 above, refused before it is decoded)",
+    ),
+    "max_frame_bytes": (
+        "ML_SERVER_MAX_FRAME_BYTES",
+        _int,
+        str(2**30),
+        "most bytes a Parquet body may decode to, from its footer's uncompressed sizes and its rows times the "
+        "widths of its fixed-width columns (413 above, refused before it is decoded)",
+    ),
+    "max_json_frame": (
+        "ML_SERVER_MAX_JSON_FRAME",
+        _int,
+        str(64 * 2**20),
+        "longest JSON text of a frame sent as a string inside the JSON body (the seed's `x`), in bytes (413 above, "
+        "refused before it is parsed)",
+    ),
+    "decode_budget": (
+        "ML_SERVER_DECODE_BUDGET",
+        _int,
+        str(512 * 2**20),
+        "request body bytes a gateway process reads and decodes at once; requests beyond it get 503 with Retry-After",
+    ),
+    "max_streams": (
+        "ML_SERVER_MAX_STREAMS",
+        _int,
+        "1000",
+        "event streams a gateway process keeps open at once (503 with Retry-After beyond it)",
+    ),
+    "max_streams_per_client": (
+        "ML_SERVER_MAX_STREAMS_PER_CLIENT",
+        _int,
+        "20",
+        "event streams open at once per bearer token (per client address without tokens); 429 beyond it",
+    ),
+    "stream_queue": (
+        "ML_SERVER_STREAM_QUEUE",
+        _int,
+        "256",
+        "events waiting for one stream's reader; a reader that falls this far behind is dropped with a final "
+        "`event: dropped` saying why",
+    ),
     "secret": (
         "ML_SERVER_SECRET",
         _str,
@@ -341,6 +410,16 @@ class Settings:
     batch_max_rows: int = 10_000
     batch_max_wait: float = 0.005
     batch_inflight: int = 2
+    predict_deadline: float = 10.0
+    quarantine_after: int = 3
+    predict_processes: int = 2
+    max_rows: int = 10_000_000
+    max_frame_bytes: int = 2**30
+    max_json_frame: int = 64 * 2**20
+    decode_budget: int = 512 * 2**20
+    max_streams: int = 1000
+    max_streams_per_client: int = 20
+    stream_queue: int = 256
     secret: str | None = field(default=None, repr=False)
     secret_file: str | None = None
     log_level: str = "INFO"
@@ -358,6 +437,9 @@ class Settings:
             raw = env.get(name, default)
             if raw is not None:
                 values[attr] = parse(name, raw)
+        secret = values.get("secret")
+        if secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+            raise SettingsError(f"ML_SERVER_SECRET is shorter than {MIN_SECRET_BYTES} bytes (a signing key that short can be guessed)")
         data_dir = Path(values.pop("data_dir")).expanduser().resolve()
         database_url = values.pop("database_url", None) or f"sqlite:///{data_dir / 'ml-server.db'}"
         return cls(data_dir=data_dir, database_url=database_url, **values)
@@ -375,8 +457,8 @@ class Settings:
                 key = Path(self.secret_file).read_bytes().strip()
             except OSError as e:
                 raise SettingsError(f"ML_SERVER_SECRET_FILE={self.secret_file!r} cannot be read: {e}") from e
-            if len(key) < 16:
-                raise SettingsError(f"ML_SERVER_SECRET_FILE={self.secret_file!r} holds fewer than 16 bytes")
+            if len(key) < MIN_SECRET_BYTES:
+                raise SettingsError(f"ML_SERVER_SECRET_FILE={self.secret_file!r} holds fewer than {MIN_SECRET_BYTES} bytes")
             return key
         raise SettingsError("ML_SERVER_SECRET or ML_SERVER_SECRET_FILE must be set (the key that signs stored models)")
 

@@ -15,7 +15,7 @@ from contracts.errors import MLServerError, NotFound, PayloadTooLarge, Unavailab
 from contracts.settings import Settings
 from contracts.store import make_engine
 
-from . import auth, events, metrics, searches, v2
+from . import auth, budget, events, metrics, searches, v2
 from .batching import Coalescer
 from .records import Records
 from .rpc import Broker
@@ -37,6 +37,8 @@ def error_response(error: MLServerError) -> web.Response:
     )
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="ml-server"'
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
     elif error.status == 503:
         # Broker failover, store restart, full queue: passing states, worth another try shortly.
         response.headers["Retry-After"] = str(RETRY_AFTER)
@@ -72,9 +74,13 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
 
 def make_app(settings: Settings) -> web.Application:
     checks = [auth.middleware(settings)] if settings.tokens else []  # no tokens: nothing to check
-    app = web.Application(middlewares=[metrics.middleware, v2.errors, errors, *checks], client_max_size=settings.max_body)
+    middlewares = [metrics.middleware, v2.errors, errors, budget.middleware, *checks]
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body)
     app[SETTINGS] = settings
-    frames.set_max_columns(settings.max_columns)
+    app[budget.BUDGET] = budget.DecodeBudget(settings.decode_budget)
+    frames.set_limits(
+        columns=settings.max_columns, rows=settings.max_rows, frame_bytes=settings.max_frame_bytes, json_frame=settings.max_json_frame
+    )
     app[ROUTES] = TABLE
     TABLE.register(app)
     app.cleanup_ctx.append(_store)

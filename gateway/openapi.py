@@ -37,7 +37,7 @@ from contracts.schemas import (
     VersionPatch,
 )
 
-from . import v2_openapi
+from . import dashboard, v2_openapi
 from .routing import Route, Scope
 from .state import ROUTES
 
@@ -244,14 +244,15 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 async def docs(request: web.Request) -> web.Response:
-    return web.Response(body=_PAGE, content_type="text/html")
+    # The dashboard's headers: this gateway's files only, no frames, no sniffing, no referrer.
+    return web.Response(body=_PAGE, content_type="text/html", headers=dashboard.HEADERS)
 
 
 async def docs_asset(request: web.Request) -> web.StreamResponse:
     name = request.match_info["asset"]
     if name not in ASSETS:
         raise web.HTTPNotFound()
-    headers = {"Cache-Control": "public, max-age=3600"}
+    headers = {**dashboard.HEADERS, "Cache-Control": "public, max-age=3600"}
     if name == "init.js":
         return web.Response(body=_INIT_JS, content_type=ASSETS[name], headers=headers)
     return web.FileResponse(_swagger_ui_dir() / name, headers={**headers, "Content-Type": ASSETS[name]})

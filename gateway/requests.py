@@ -33,6 +33,7 @@ from contracts.frames import (
 from contracts.pandas_json import read_rows
 from contracts.schemas import PredictParams, PredictRequest
 
+from .budget import BUDGET
 from .state import SETTINGS
 
 # Bodies bigger than this are parsed in a worker thread, off the event loop (smaller ones parse
@@ -95,15 +96,18 @@ def limit(request: web.Request, what: str) -> int:
 async def body(request: web.Request, what: str) -> bytes:
     """The body, refused with 413 past its limit: from Content-Length before reading, or while reading a chunked body."""
     most = limit(request, what)
+    budget = request.app[BUDGET]  # the bytes this process reads and decodes at once (`budget`)
     if request.content_length is not None:
         if request.content_length > most:
             raise PayloadTooLarge(f"{what} body of {request.content_length} bytes is over the {most}-byte limit")
+        budget.take(request, request.content_length, what)
         return await request.read()
     data = bytearray()
     async for chunk in request.content.iter_chunked(1 << 16):
         data += chunk
         if len(data) > most:
             raise PayloadTooLarge(f"{what} body is over the {most}-byte limit")
+        budget.take(request, len(chunk), what)
     return bytes(data)
 
 

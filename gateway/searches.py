@@ -281,7 +281,7 @@ def _id(request: web.Request) -> int:
 
 async def _follow(app: web.Application) -> None:
     """Move searches on as their candidates and refits finish (events of any gateway's consumers)."""
-    with app[EVENTS].watch_all() as inbox:
+    with app[EVENTS].watch_all(follower=True) as inbox:
         while (event := await inbox.get()) is not None:
             if event.get("status") not in (Status.DONE.value, Status.FAILED.value):
                 continue

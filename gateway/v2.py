@@ -242,7 +242,7 @@ async def _start(app: web.Application) -> None:
     hub = app[EVENTS]
 
     async def follow() -> None:
-        with hub.watch_all() as inbox:
+        with hub.watch_all(follower=True) as inbox:
             await catalog.follow(inbox)
 
     app[_FOLLOWER] = asyncio.get_running_loop().create_task(follow())

@@ -11,11 +11,10 @@ deletion), so an infer reads no SQL while its model stays as it is.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
 from sqlalchemy import select
@@ -25,6 +24,9 @@ from contracts.schemas import ALIAS_NAME, MODEL_KEY, POSITIVE_ID
 from contracts.status import Status
 from contracts.store import Model, TrainingSession
 from contracts.topology import EventKind
+
+if TYPE_CHECKING:  # the event hub hands the catalog its inbox
+    from .events import Inbox
 
 from .records import Records
 from .registry import Registry
@@ -152,7 +154,7 @@ class Catalog:
             )
             return list((await db.execute(query)).all())
 
-    async def follow(self, events: asyncio.Queue[Any]) -> None:
+    async def follow(self, events: Inbox) -> None:
         """Forget a model's versions when an event says it changed (until the queue says stop: None)."""
         while True:
             event = await events.get()

@@ -68,3 +68,21 @@ class ConsumerKiller(LogisticRegression):
 slow = Family("slow", SlowLogisticRegression, methods=("predict", "predict_proba"))
 killer = Family("killer", ConsumerKiller)
 counted = Family("counted", CountedSlowLogisticRegression, methods=("predict", "predict_proba"))
+
+
+class HangingPredict(LogisticRegression):
+    """A fitted logistic regression whose `predict` writes its process id to `pid_file` and then spins forever:
+    what a model with a cycle in its tree does, without needing the cycle to get past an import's checks."""
+
+    def __init__(self, pid_file: str = "", **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.pid_file = pid_file
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        return {**super().get_params(deep), "pid_file": self.pid_file}
+
+    def predict(self, X):  # type: ignore[no-untyped-def,override]
+        with open(self.pid_file, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        while True:
+            pass

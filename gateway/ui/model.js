@@ -60,6 +60,8 @@ function historyText(e) {
       return `description${on} changed`;
     case "fit":
       return d.retrain ? `retrain →${on}` : `fit →${on}`;
+    case "quarantine":
+      return `quarantined${on}: its predicts kept overrunning their deadline or crashing`;
     default:
       return `${e.action}${on}`;
   }
