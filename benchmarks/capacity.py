@@ -25,14 +25,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from contracts import paths
-
 from .bodies import fit_body, parquet_body
-from .common import BROKER_URL, FAMILY, HERE, PARQUET, ROOT, wait_for
+from .common import BROKER_URL, FAMILY, HERE, PARQUET, wait_for
 from .fits import accepted, finished, fit_url, model_url
 from .machine import machine
 from .measure import batch_counters, per_message
-from .stack import Processes, consumers_on, purge_namespace
+from .stack import Processes, purge_namespace, start_stack
 
 POSTGRES = os.environ.get("ML_SERVER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -91,37 +89,8 @@ class Database:
 
 
 def start(procs: Processes, workdir: Path, namespace: str, database: str) -> tuple[str, dict[str, int]]:
-    import requests
-
-    from .common import free_port
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "ML_SERVER_DATA_DIR": str(workdir / "data"),
-        "ML_SERVER_DATABASE_URL": database,
-        "ML_SERVER_BROKER_URL": BROKER_URL,
-        "ML_SERVER_NAMESPACE": namespace,
-        "ML_SERVER_PORT": str(port),
-        "ML_SERVER_SECRET": uuid.uuid4().hex,
-        "ML_SERVER_LOG_LEVEL": "WARNING",
-        "ML_SERVER_METRICS_PORT": "0",
-        "ML_SERVER_FIT_PROCESSES": "1",
-    }
-    import subprocess
-
-    subprocess.run([sys.executable, "-m", "commands", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    gateway = procs.spawn("gateway", [sys.executable, "-m", "gateway"], env)
-    consumer = procs.spawn("consumer", [sys.executable, "-m", "consumers", FAMILY], env)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(
-        lambda: requests.get(url + paths.READYZ, timeout=2).ok and consumers_on(namespace, [f"{FAMILY}.train", f"{FAMILY}.predict"]),
-        120,
-        "the gateway and the consumer",
-        interval=0.3,
-    )
-    return url, {"gateway": gateway.pid, "consumer": consumer.pid}
+    """A gateway and one consumer on `database`, one fit process: the per-process figures' stack."""
+    return start_stack(procs, workdir, namespace, ML_SERVER_DATABASE_URL=database, ML_SERVER_FIT_PROCESSES="1")
 
 
 async def _predicts(url: str, keys: list[str], rows: int, total: int, clients: int) -> float:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 import tempfile
 import time
 import uuid
@@ -25,8 +23,8 @@ from typing import Any
 from contracts import paths
 
 from .bodies import make_data
-from .common import BROKER_URL, PARQUET, ROOT, free_port, wait_for
-from .stack import Processes
+from .common import BROKER_URL, PARQUET, wait_for
+from .stack import Processes, start_stack
 
 FAMILY = "nn"
 GRID: dict[str, list[Any]] = {"hidden_layer_sizes": [[16], [32], [64]], "alpha": [0.0001, 0.001, 0.01, 0.1]}
@@ -111,55 +109,7 @@ def main() -> None:
 
 
 def _start(procs: Processes, workdir: Path, namespace: str, consumers: int) -> str:
-    import subprocess
-
-    import requests
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "ML_SERVER_DATA_DIR": str(workdir / "data"),
-        "ML_SERVER_DATABASE_URL": f"sqlite:///{workdir / 'data' / 'ml-server.db'}",
-        "ML_SERVER_BROKER_URL": BROKER_URL,
-        "ML_SERVER_NAMESPACE": namespace,
-        "ML_SERVER_PORT": str(port),
-        "ML_SERVER_SECRET": uuid.uuid4().hex,
-        "ML_SERVER_LOG_LEVEL": "WARNING",
-        "ML_SERVER_METRICS_PORT": "0",
-        "ML_SERVER_FAMILIES": FAMILY,
-    }
-    subprocess.run([sys.executable, "-m", "commands", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    procs.spawn("gateway", [sys.executable, "-m", "gateway"], env)
-    for i in range(consumers):
-        procs.spawn(f"consumer-{FAMILY}-{i}", [sys.executable, "-m", "consumers", FAMILY], env)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return bool(requests.get(url + paths.READYZ, timeout=2).ok) and _consumers(namespace) >= consumers
-        except requests.RequestException:
-            return False
-
-    wait_for(ready, 120, f"the gateway and {consumers} {FAMILY} consumers", interval=0.3)
-    return url
-
-
-def _consumers(namespace: str) -> int:
-    import aio_pika
-
-    from contracts.topology import Topology
-
-    async def count() -> int:
-        async with await aio_pika.connect(BROKER_URL) as connection:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(Topology(namespace).train_queue(FAMILY), passive=True)
-            return int(queue.declaration_result.consumer_count or 0)
-
-    try:
-        return asyncio.run(count())
-    except Exception:  # noqa: BLE001 - not declared yet
-        return 0
+    return start_stack(procs, workdir, namespace, family=FAMILY, consumers=consumers, ML_SERVER_FAMILIES=FAMILY)[0]
 
 
 def _purge(namespace: str) -> None:

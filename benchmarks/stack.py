@@ -97,10 +97,10 @@ def leftovers(namespace: str) -> list[str]:
     return found
 
 
-def consumers_on(namespace: str, queues: list[str]) -> bool:
+def consumers_on(namespace: str, queues: list[str], count: int = 1) -> bool:
     out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name", "consumers"], capture_output=True, text=True, timeout=30).stdout
     have = dict(line.split("\t")[:2] for line in out.splitlines() if "\t" in line)
-    return all(int(have.get(f"{namespace}.{q}", 0)) >= 1 for q in queues)
+    return all(int(have.get(f"{namespace}.{q}", 0)) >= count for q in queues)
 
 
 def stack_env(workdir: Path, namespace: str) -> dict[str, str]:
@@ -151,25 +151,31 @@ def listeners(port: int) -> int:
     return count
 
 
-def start_stack(procs: Processes, workdir: Path, namespace: str) -> tuple[str, dict[str, int]]:
-    """A gateway and a `logreg` consumer (SQLite in `workdir`, a free port); its URL and their pids."""
+def start_stack(
+    procs: Processes, workdir: Path, namespace: str, *, family: str = FAMILY, consumers: int = 1, **env: str
+) -> tuple[str, dict[str, int]]:
+    """A gateway and `consumers` consumer processes of `family` (SQLite in `workdir` unless `env` names another store,
+    a free port), once the gateway is ready and every consumer is on the queues; its URL and their pids."""
     import requests
 
     port = free_port()
-    env = {**stack_env(workdir, namespace), "ML_SERVER_PORT": str(port), "ML_SERVER_SECRET": uuid.uuid4().hex}
+    env = {**stack_env(workdir, namespace), "ML_SERVER_PORT": str(port), "ML_SERVER_SECRET": uuid.uuid4().hex, **env}
     subprocess.run([sys.executable, "-m", "commands", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
-    gateway = procs.spawn("gateway", [sys.executable, "-m", "gateway"], env)
-    consumer = procs.spawn(f"consumer-{FAMILY}", [sys.executable, "-m", "consumers", FAMILY], env)
+    started = {"gateway": procs.spawn("gateway", [sys.executable, "-m", "gateway"], env)}
+    for i in range(consumers):
+        name = "consumer" if i == 0 else f"consumer-{i}"
+        started[name] = procs.spawn(name, [sys.executable, "-m", "consumers", family], env)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
-        for name, p in (("gateway", gateway), (f"consumer-{FAMILY}", consumer)):
+        for name, p in started.items():
             if p.poll() is not None:
                 raise Fatal(f"{name} exited with {p.returncode}:\n{procs.log(name)}")
-        return bool(requests.get(url + paths.READYZ, timeout=2).ok) and consumers_on(namespace, [f"{FAMILY}.train", f"{FAMILY}.predict"])
+        queues = [f"{family}.train", f"{family}.predict"]
+        return bool(requests.get(url + paths.READYZ, timeout=2).ok) and consumers_on(namespace, queues, consumers)
 
-    wait_for(ready, 90, f"the gateway and the {FAMILY} consumer", interval=0.3)
-    return url, {"gateway": gateway.pid, "consumer": consumer.pid}
+    wait_for(ready, 120, f"the gateway and {consumers} {family} consumer(s)", interval=0.3)
+    return url, {name: p.pid for name, p in started.items()}
 
 
 def start_echo(procs: Processes, namespace: str) -> None:

@@ -96,6 +96,8 @@ def test_losing_a_node_loses_no_fit_and_predicts_answer_again_within_seconds(
         s = ClusterStack(database_url, tmp_path / "stack", cluster, **ENV)
         try:
             _scenario(s, cluster, figures_file)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{s.logs()}") from e  # the gateway's and consumers' side of it
         finally:
             s.stop()
 
@@ -130,11 +132,11 @@ def _scenario(s: ClusterStack, cluster: BrokerCluster, figures_file: Path) -> No
         gateway_node["rejoin_s"] = round(_rejoin(s, where[gateway]), 2)
         # 2. The node leading the train queue now.
         accepted_before = len(burst.accepted())
-        wait_for(lambda: len(burst.accepted()) > accepted_before, 60, what="a fit accepted after the rejoin")
+        wait_for(lambda: len(burst.accepted()) > accepted_before, 150, what="a fit accepted after the rejoin")
         leader = cluster.queues(s.namespace)[t[0]]["leader"]
         train_leader = _failover(s, leader, load, burst)
         accepted_before_rejoin = len(burst.accepted())
-        wait_for(lambda: len(burst.accepted()) > accepted_before_rejoin, 60, what="a fit accepted after the failover")
+        wait_for(lambda: len(burst.accepted()) > accepted_before_rejoin, 150, what="a fit accepted after the failover")
     finally:
         burst.stop()
         load.stop()

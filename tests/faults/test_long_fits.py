@@ -57,7 +57,7 @@ def test_long_fit_is_handed_over_and_completes_once(
     count = tmp_path / "executions"
     s = _stack(database_url, tmp_path, timeout_broker, 1, ML_SERVER_HANDOVER_AFTER="2")
     try:
-        r = put(s, "counted", 1, name=f"{s.namespace}-long", modkwargs={"delay": FIT_SECONDS, "count_file": str(count)})
+        r = put(s, "counted", 1, name=f"{s.namespace}-long", modkwargs={"delay": FIT_SECONDS, "count_file": str(count), "evaluation": False})
         assert r.status_code == 202, r.text
         key = r.json()["model_key"]
         state = s.wait_finished("counted", key, timeout=90)
@@ -80,7 +80,7 @@ def test_without_hand_over_the_broker_timeout_hits(database_url: str, tmp_path: 
     count = tmp_path / "executions"
     s = _stack(database_url, tmp_path, timeout_broker, 1, ML_SERVER_HANDOVER_AFTER="3600")
     try:
-        r = put(s, "counted", 2, name=f"{s.namespace}-control", modkwargs={"delay": FIT_SECONDS, "count_file": str(count)})
+        r = put(s, "counted", 2, name=f"{s.namespace}-control", modkwargs={"delay": FIT_SECONDS, "count_file": str(count), "evaluation": False})
         assert r.status_code == 202, r.text
         wait_for(lambda: _executions(count) >= 2, 60, interval=0.2, what="the fit redelivered after the consumer timeout")
         log = (timeout_broker.workdir / "log" / f"{timeout_broker.node}.log").read_text(errors="replace")
@@ -95,7 +95,7 @@ def test_consumer_killed_after_hand_over_is_reclaimed(
     count = tmp_path / "executions"
     s = _stack(database_url, tmp_path, timeout_broker, 2, ML_SERVER_HANDOVER_AFTER="2")
     try:
-        r = put(s, "counted", 3, name=f"{s.namespace}-reclaimed", modkwargs={"delay": 8, "count_file": str(count)})
+        r = put(s, "counted", 3, name=f"{s.namespace}-reclaimed", modkwargs={"delay": 8, "count_file": str(count), "evaluation": False})
         assert r.status_code == 202, r.text
         key = r.json()["model_key"]
         wait_for(lambda: "handed over" in s.logs() and _executions(count) == 1, 30, interval=0.2, what="the fit running, handed over")
