@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from types import TracebackType
-from typing import Any, Self, TypeAlias
+from typing import Any, Self, TypeAlias, cast
 
 import aiohttp
 import numpy as np
@@ -158,7 +158,7 @@ class ModelClient(_Registry):
         )
         accepted = self._do(call)
         if not wait:
-            return accepted
+            return cast("dict[str, Any]", accepted)
         return self.wait(family, accepted["model_key"], accepted["version"], timeout=wait_timeout, progress=progress)
 
     def search(
@@ -213,7 +213,7 @@ class ModelClient(_Registry):
         """`partial_fit` on the latest done version, making a new version."""
         accepted = self._do(_wire.update(self.format, model_key, x, y))
         if not wait:
-            return accepted
+            return cast("dict[str, Any]", accepted)
         return self.wait(family, model_key, accepted["version"], timeout=wait_timeout, progress=progress)
 
     def predict(
@@ -240,14 +240,14 @@ class ModelClient(_Registry):
         return result
 
     def status(self, family: str, model_key: str) -> dict[str, Any]:
-        return self._do(_wire.status(model_key, family))
+        return cast("dict[str, Any]", self._do(_wire.status(model_key, family)))
 
     def delete(self, family: str, model_key: str) -> dict[str, Any]:
-        return self._do(_wire.delete(model_key))
+        return cast("dict[str, Any]", self._do(_wire.delete(model_key)))
 
     def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
         """Every version of a model, newest first; filters `status`, `limit`, `offset`."""
-        return self._do(_wire.versions(model_key, filters))
+        return cast("dict[str, Any]", self._do(_wire.versions(model_key, filters)))
 
     def scores(self, model_key: str, **filters: Any) -> pd.DataFrame:
         """The held-out scores of a model's versions (`modkwargs["evaluation"]` at fit), one row per version,
@@ -257,11 +257,11 @@ class ModelClient(_Registry):
 
     def models(self, **filters: Any) -> dict[str, Any]:
         """Models with their latest version; filters `family`, `name`, `status`, `limit`, `offset`."""
-        return self._do(_wire.models(filters))
+        return cast("dict[str, Any]", self._do(_wire.models(filters)))
 
     def families(self) -> list[dict[str, Any]]:
         """The families served: name, supervised, supports_update, params, methods."""
-        return self._do(_wire.families())
+        return cast("list[dict[str, Any]]", self._do(_wire.families()))
 
     def wait(
         self,
@@ -346,7 +346,7 @@ class AsyncModelClient(_Registry):
         )
         accepted = await self._do(call)
         if not wait:
-            return accepted
+            return cast("dict[str, Any]", accepted)
         return await self.wait(family, accepted["model_key"], accepted["version"], timeout=wait_timeout, progress=progress)
 
     async def update(
@@ -363,7 +363,7 @@ class AsyncModelClient(_Registry):
         call = await asyncio.to_thread(_wire.update, self.format, model_key, x, y)
         accepted = await self._do(call)
         if not wait:
-            return accepted
+            return cast("dict[str, Any]", accepted)
         return await self.wait(family, model_key, accepted["version"], timeout=wait_timeout, progress=progress)
 
     async def predict(
@@ -379,7 +379,7 @@ class AsyncModelClient(_Registry):
     ) -> pd.DataFrame:
         arguments = kwargs if method == "predict" else {"method": method, **kwargs}
         call = _wire.predict(self.format, model_key, x, version=version, kwargs=arguments, alias=alias)
-        return await self._do(call)
+        return cast("pd.DataFrame", await self._do(call))
 
     async def infer(self, model: str, x: Data, *, version: int | str | None = None, method: str = "predict") -> pd.DataFrame:
         """`ModelClient.infer`: the predict over the Open Inference Protocol."""
@@ -388,22 +388,22 @@ class AsyncModelClient(_Registry):
         return result
 
     async def status(self, family: str, model_key: str) -> dict[str, Any]:
-        return await self._do(_wire.status(model_key, family))
+        return cast("dict[str, Any]", await self._do(_wire.status(model_key, family)))
 
     async def delete(self, family: str, model_key: str) -> dict[str, Any]:
-        return await self._do(_wire.delete(model_key))
+        return cast("dict[str, Any]", await self._do(_wire.delete(model_key)))
 
     async def versions(self, model_key: str, **filters: Any) -> dict[str, Any]:
-        return await self._do(_wire.versions(model_key, filters))
+        return cast("dict[str, Any]", await self._do(_wire.versions(model_key, filters)))
 
     async def scores(self, model_key: str, **filters: Any) -> pd.DataFrame:
         return _wire.scores_frame(await self._do(_wire.versions(model_key, filters)))
 
     async def models(self, **filters: Any) -> dict[str, Any]:
-        return await self._do(_wire.models(filters))
+        return cast("dict[str, Any]", await self._do(_wire.models(filters)))
 
     async def families(self) -> list[dict[str, Any]]:
-        return await self._do(_wire.families())
+        return cast("list[dict[str, Any]]", await self._do(_wire.families()))
 
     async def wait(
         self,

@@ -28,7 +28,7 @@ import sys
 import zipfile
 from collections.abc import Collection, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -175,7 +175,7 @@ def _skops() -> Any:
 
 
 def _skops_dumps(estimator: Any) -> bytes:
-    return _skops().dumps(estimator, compression=zipfile.ZIP_DEFLATED)  # a zip of arrays: deflate halves forests
+    return cast("bytes", _skops().dumps(estimator, compression=zipfile.ZIP_DEFLATED))  # a zip of arrays: deflate halves forests
 
 
 def _skops_load(blob: bytes, trusted: Collection[str]) -> Any:

@@ -185,7 +185,7 @@ def numeric_matrix(table: pa.Table) -> np.ndarray | None:
     if not types or not all(pa.types.is_floating(t) or pa.types.is_integer(t) for t in types):
         return None
     if table.num_columns == 1:
-        return table.column(0).to_numpy().reshape(-1, 1)
+        return cast("np.ndarray | None", table.column(0).to_numpy().reshape(-1, 1))
     return np.column_stack([column.to_numpy() for column in table.columns])
 
 
@@ -248,7 +248,7 @@ class ParquetCodec:
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
         sink = pa.BufferOutputStream()
         _write(table, sink, big=frame.size > _COMPRESS_ABOVE_CELLS)
-        return sink.getvalue().to_pybytes()
+        return cast("bytes", sink.getvalue().to_pybytes())
 
     @staticmethod
     def decode_table(data: bytes) -> pa.Table:
@@ -272,7 +272,7 @@ class ParquetCodec:
         """An Arrow table as Parquet, without going through pandas."""
         sink = pa.BufferOutputStream()
         _write(table, sink, big=table.num_rows * table.num_columns > _COMPRESS_ABOVE_CELLS)
-        return sink.getvalue().to_pybytes()
+        return cast("bytes", sink.getvalue().to_pybytes())
 
     @classmethod
     def decode(cls, data: bytes, what: str = "x") -> pd.DataFrame:
@@ -422,7 +422,7 @@ def labelled(table: pa.Table, labels: list[Any], names: list[str | None] | None)
         frame.index = pd.MultiIndex.from_tuples(labels, names=names)
     else:
         frame.index = pd.Index(labels, name=(names or [None])[0])
-    return frame
+    return cast("pd.DataFrame", frame)
 
 
 def _check_pandas_metadata(table: pa.Table) -> None:

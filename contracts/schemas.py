@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
@@ -58,13 +58,13 @@ class JsonDict(fields.Dict):
                 value = json.loads(value)
             except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than Python recurses
                 raise ValidationError(f"not valid JSON: {e}") from e
-        return super()._deserialize(value, attr, data, **kwargs)
+        return cast("dict[str, Any]", super()._deserialize(value, attr, data, **kwargs))
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-class JsonList(fields.List):
+class JsonList(fields.List[Any]):
     """A list of strings, given as a list or (query strings, AMQP headers) as JSON text."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -55,7 +55,7 @@ ABOUT: dict[str, str] = {
 }
 
 
-def field_schema(field: fields.Field) -> dict[str, Any]:
+def field_schema(field: fields.Field[Any]) -> dict[str, Any]:
     """The JSON Schema of one header, from its marshmallow field: type, limits, values."""
     out: dict[str, Any]
     if isinstance(field, (schemas.JsonDict, schemas.JsonList)):

@@ -12,7 +12,7 @@ import functools
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -52,7 +52,7 @@ TAGS = [
 # ---- custom fields -----------------------------------------------------------------
 
 
-def _custom_fields(self: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+def _custom_fields(self: Any, field: fields.Field[Any], **kwargs: Any) -> dict[str, Any]:
     if isinstance(field, Frame):
         return {
             "oneOf": [{"type": "string"}, {"type": "object"}, {"type": "array", "items": {}}],
@@ -78,7 +78,7 @@ def _query_parameters(plugin: MarshmallowPlugin, schema: type[Schema], *, only_p
             p["required"] = False
             note = "With a Parquet body only (a JSON body carries it as a field)."
             p["description"] = f"{p['description'].rstrip('.')}. {note}" if p.get("description") else note
-    return params
+    return cast("list[dict[str, Any]]", params)
 
 
 # ---- the document --------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from marshmallow import ValidationError
@@ -263,7 +263,7 @@ async def _get(db: Any, search_id: int) -> Search:
     search = (await db.execute(select(Search).where(Search.id == search_id))).scalar_one_or_none()
     if search is None:
         raise NotFound(f"no search {search_id}", fields={"id": ["unknown"]})
-    return search
+    return cast("Search", search)
 
 
 def _id(request: web.Request) -> int:
