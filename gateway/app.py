@@ -20,7 +20,8 @@ from .batching import Coalescer
 from .records import Records
 from .rpc import Broker
 from .registry import Registry
-from .state import BROKER, COALESCER, RECORDS, REGISTRY, ROUTES, SETTINGS
+from .routing import ROUTES
+from .state import BROKER, COALESCER, RECORDS, REGISTRY, SETTINGS
 from .table import ROUTES as TABLE
 
 log = logging.getLogger(__name__)

@@ -19,21 +19,7 @@ from aiohttp import web
 from contracts.errors import Forbidden, Unauthorized
 from contracts.settings import Settings
 
-from .routing import Scope
-from .state import ROUTES
-
-def writes(request: web.Request) -> bool:
-    """Whether the request needs the write scope (its route's scope in the route table): fit, update, delete
-    and every other change. A request no route matched needs a read token, and then gets its 404."""
-    row = request.app[ROUTES].row(request)
-    return row is not None and row.scope is Scope.WRITE
-
-
-def is_open(request: web.Request) -> bool:
-    """Reachable without a token: probes, the API document and its page, the dashboard's files."""
-    row = request.app[ROUTES].row(request)
-    return row is not None and row.scope is Scope.OPEN
-
+from .routing import Scope, scope_of
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -64,7 +50,8 @@ def is_loopback(host: str) -> bool:
 def middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        if not settings.tokens or is_open(request):
+        needed = scope_of(request)
+        if not settings.tokens or needed is Scope.OPEN:
             return await handler(request)
         kind, _, token = request.headers.get("Authorization", "").partition(" ")
         if kind.lower() != "bearer" or not token.strip():
@@ -73,7 +60,7 @@ def middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse
         if found is None:
             raise Unauthorized("the bearer token is not valid")
         scope, request["actor"] = found
-        if scope != "write" and writes(request):
+        if scope != "write" and needed is Scope.WRITE:
             raise Forbidden(f"a {scope} token may not {request.method} {request.path} (fit, update and delete need a write token)")
         return await handler(request)
 

@@ -21,6 +21,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 
+from .routing import ROUTES
+
 if TYPE_CHECKING:  # rpc.py reports predict batches here
     from .rpc import Broker
 
@@ -88,8 +90,6 @@ def observe_predict_batch(requests: int, rows: int) -> None:
 def labels(request: web.Request) -> tuple[str, str]:
     """(family, verb) of a request: its route's label in the route table (fit, predict, update, status,
     delete on the seed's `/{family}` and on ml-server's own routes alike, `other` elsewhere)."""
-    from .state import ROUTES  # the app's state names the broker, which reports here
-
     row = request.app[ROUTES].row(request)
     return request.get("family") or "none", row.label if row is not None else "other"
 

@@ -38,8 +38,7 @@ from contracts.schemas import (
 )
 
 from . import dashboard, v2_openapi
-from .routing import Route, Scope
-from .state import ROUTES
+from .routing import ROUTES, Route, Scope
 
 TAGS = [
     {"name": "seed", "description": "the original project's API: its client works unchanged"},

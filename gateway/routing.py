@@ -109,3 +109,13 @@ class Table:
             return None
         method = "GET" if request.method == "HEAD" else request.method
         return self._rows.get((method, resource.canonical))
+
+
+# The app's table, for the middlewares (auth's scopes, metrics' labels) and the OpenAPI handler.
+ROUTES = web.AppKey("routes", Table)
+
+
+def scope_of(request: web.Request) -> Scope:
+    """The scope the request's route asks for; a request no route matched needs a read token (then gets its 404)."""
+    row = request.app[ROUTES].row(request)
+    return row.scope if row is not None else Scope.READ

@@ -9,7 +9,6 @@ from contracts.settings import Settings
 from .batching import Coalescer
 from .records import Records
 from .registry import Registry
-from .routing import Table
 from .rpc import Broker
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,4 +16,3 @@ RECORDS = web.AppKey("records", Records)
 REGISTRY = web.AppKey("registry", Registry)
 BROKER = web.AppKey("broker", Broker)
 COALESCER = web.AppKey("coalescer", Coalescer)
-ROUTES = web.AppKey("routes", Table)
