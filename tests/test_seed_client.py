@@ -1,8 +1,9 @@
 """The seed's own client, as its users have it, unchanged, against the real stack: the seed README's example.
 
-The client is `shared/reference/seed-client` beside this repository (what the original project shipped as
-`ml_api.contract.interfaces`); it is copied, not edited, into a package of that name and run in a process of
-its own with its one extra dependency, marshmallow-enum. `test_seed_contract.py` checks the same contract
+The client is a verbatim copy of `shared/reference/seed-client` in `tests/seed_client/` (what the original
+project shipped as `ml_api.contract.interfaces`, with its license, and the seed's README beside it; a test
+holds the copy to the reference when that is beside this repository). It is installed, not edited, as a
+package of that name and run in a process of its own with its one extra dependency, marshmallow-enum. `test_seed_contract.py` checks the same contract
 request by request.
 """
 
@@ -21,14 +22,21 @@ from .stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
 
+COPY = ROOT / "tests" / "seed_client"
 REFERENCE = ROOT.parent / "shared" / "reference"
 
 
+def test_the_copy_is_the_reference() -> None:
+    if not REFERENCE.is_dir():
+        return  # a checkout without the reference beside it: the copy is all there is
+    for original in [*(REFERENCE / "seed-client").iterdir(), REFERENCE / "seed-README.md"]:
+        assert (COPY / original.name).read_bytes() == original.read_bytes(), original.name
+
+
 def test_the_seed_client_runs_the_seed_readme_example(stack: Stack, tmp_path: Path) -> None:
-    client, readme = REFERENCE / "seed-client", REFERENCE / "seed-README.md"
-    assert client.is_dir() and readme.is_file(), f"the seed's client and README are expected in {REFERENCE}"
+    readme = COPY / "seed-README.md"
     package = tmp_path / "ml_api" / "contract" / "interfaces"
-    shutil.copytree(client, package, ignore=shutil.ignore_patterns("LICENSE", "README.md"))
+    shutil.copytree(COPY, package, ignore=shutil.ignore_patterns("LICENSE", "*.md"))
     for folder in (tmp_path / "ml_api", tmp_path / "ml_api" / "contract"):
         (folder / "__init__.py").write_text("")
     example = next(block for block in re.findall(r"```python\n(.*?)```", readme.read_text(), re.S) if "GenericModelInterface" in block)
