@@ -23,7 +23,7 @@ from consumers.families import BUILTIN
 from consumers.records import Servable
 from consumers.runtime import Runtime
 from contracts.frames import ParquetCodec, encode_training
-from contracts.schemas import PredictHeaders
+from contracts.messages import PredictJob
 
 KEY = b"k" * 32
 
@@ -62,7 +62,7 @@ async def measure(imported: bool, rows: int, calls: int, runs: int) -> list[floa
         stored = _Stored(fitted.artifact, fitted.backend, fitted.meta)
     # (No `isolation` argument for a built-in model: the same call works on a checkout without it.)
     runtime = Runtime(family, stored, KEY) if isolation is None else Runtime(family, stored, KEY, isolation=isolation)  # type: ignore[arg-type]
-    headers = PredictHeaders().dump({"model_key": "m", "version": None, "alias": None, "kwargs": {}})
+    headers = PredictJob("m").headers()
     body = ParquetCodec.encode(x.head(rows), index=False)
     clock = time.perf_counter if imported else time.process_time  # the predict process's CPU is not ours
     for _ in range(200):

@@ -122,7 +122,7 @@ def _purge(namespace: str) -> None:
     async def purge() -> None:
         async with await aio_pika.connect(BROKER_URL) as connection:
             channel = await connection.channel()
-            for q in (t.train_queue(FAMILY), t.predict_queue(FAMILY), t.dead_queue(FAMILY)):
+            for q in t.family_queues(FAMILY):
                 await channel.queue_delete(q)
             for x in (t.jobs_exchange, t.events_exchange, t.dead_exchange):
                 await channel.exchange_delete(x)

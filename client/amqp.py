@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractConnection
 from contracts import brokers
 from contracts.errors import DeadlineExceeded
 from contracts.frames import PARQUET, ParquetCodec, encode_training
-from contracts.schemas import PredictHeaders, TrainHeaders, read_reply
+from contracts.messages import PredictJob, TrainJob, read_reply
 from contracts.settings import Settings
 from contracts.status import Backend, JobKind
 from contracts.topology import MessageType, Topology
@@ -59,17 +59,8 @@ async def publish_fit(
     x = x.set_axis([str(c) for c in x.columns], axis=1)
     if y is not None:
         y = y.set_axis([str(c) for c in y.columns], axis=1)
-    headers = TrainHeaders().dump(
-        {
-            "model_key": model_key,
-            "family": family,
-            "kind": kind,
-            "name": name,
-            "backend": Backend(backend) if backend is not None else None,
-            "modkwargs": modkwargs or {},
-            "algkwargs": algkwargs or {},
-        }
-    )
+    backend_ = Backend(backend) if backend is not None else None
+    headers = TrainJob(model_key, family, kind, name=name, modkwargs=modkwargs or {}, algkwargs=algkwargs or {}, backend=backend_).headers()
     message_id = message_id or uuid.uuid4().hex
     body = encode_training(x, y)
 
@@ -79,7 +70,7 @@ async def publish_fit(
         await exchange.publish(
             aio_pika.Message(
                 body,
-                headers={k: v for k, v in headers.items() if v is not None},
+                headers=headers,
                 content_type=PARQUET,
                 type=kind.value,
                 message_id=message_id,
@@ -110,7 +101,7 @@ async def predict(
     `alias` (the `x-alias` header) picks the version; `namespace` as for `publish_fit`. With several brokers
     in `broker_url`, a predict whose connection is lost is asked again on the next node, within the same deadline."""
     topology = _topology(namespace)
-    headers = PredictHeaders().dump({"model_key": model_key, "version": version, "alias": alias, "kwargs": kwargs or {}})
+    headers = PredictJob(model_key, version, alias, kwargs or {}).headers()
     body = ParquetCodec.encode(x.set_axis([str(c) for c in x.columns], axis=1))
 
     async def ask(connection: AbstractConnection, left: float) -> aio_pika.abc.AbstractIncomingMessage:
@@ -130,7 +121,7 @@ async def predict(
             await exchange.publish(
                 aio_pika.Message(
                     body,
-                    headers={k: v for k, v in headers.items() if v is not None},
+                    headers=headers,
                     content_type=PARQUET,
                     type=MessageType.PREDICT,
                     correlation_id=correlation_id,

@@ -146,7 +146,7 @@ def _delete_namespace(families_arg: str | None, yes: bool) -> int:
     specs = [f for f in families_arg.split(",") if f] if families_arg else [*BUILTIN, *settings.families]
     families = list(dict.fromkeys(f.rsplit(":", 1)[-1] for f in specs))  # module:attribute: the attribute's name
     topology = Topology(settings.namespace)
-    names = [q for f in families for q in (topology.train_queue(f), topology.predict_queue(f), topology.dead_queue(f))]
+    names = [q for f in families for q in topology.family_queues(f)]
     names += [topology.jobs_exchange, topology.events_exchange, topology.dead_exchange]
     if not yes:
         print("would delete (run again with --yes):\n  " + "\n  ".join(names))

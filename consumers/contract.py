@@ -24,7 +24,8 @@ from marshmallow import ValidationError
 
 from contracts.amqp import settle
 from contracts.errors import DecodeError, InvalidInput, MLServerError, PayloadTooLarge
-from contracts.schemas import BODY, MODEL_KEY, DeadLetterHeaders, DeleteHeaders, TrainHeaders, header_fields
+from contracts.schemas import MODEL_KEY
+from contracts.messages import BODY, DeadLetterHeaders, DeleteJob, TrainJob, header_fields
 from contracts.status import JobKind
 from contracts.topology import Header
 
@@ -32,9 +33,7 @@ from .records import Records
 
 log = logging.getLogger(__name__)
 
-_TRAIN = TrainHeaders()
 _DEAD = DeadLetterHeaders()
-_DELETE = DeleteHeaders()
 _TRAIN_TYPES = frozenset((JobKind.FIT.value, JobKind.UPDATE.value))
 
 
@@ -47,24 +46,24 @@ class Refused(Exception):
         self.fields = fields
 
 
-def read_train(family: str, headers: Mapping[str, Any], message_type: str | None) -> dict[str, Any]:
+def read_train(family: str, headers: Mapping[str, Any], message_type: str | None) -> TrainJob:
     """A train job's headers, checked against each other and the queue they came by; Refused otherwise."""
     try:
-        job: dict[str, Any] = _TRAIN.load(dict(headers))
+        job = TrainJob.read(headers)
     except ValidationError as e:
         fields = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
         raise Refused(f"invalid headers: {', '.join(sorted(fields))}", fields) from e
-    if job["kind"].value not in _TRAIN_TYPES:
-        raise Refused(f"{Header.KIND} {job['kind'].value!r} is not a train job", {Header.KIND: [f"one of {sorted(_TRAIN_TYPES)}"]})
-    if job["family"] != family:
+    if job.kind.value not in _TRAIN_TYPES:
+        raise Refused(f"{Header.KIND} {job.kind.value!r} is not a train job", {Header.KIND: [f"one of {sorted(_TRAIN_TYPES)}"]})
+    if job.family != family:
         raise Refused(
-            f"{Header.FAMILY} is {job['family']!r} but the job came by the {family!r} train queue",
+            f"{Header.FAMILY} is {job.family!r} but the job came by the {family!r} train queue",
             {Header.FAMILY: [f"must be {family!r}, the family of the routing key"]},
         )
-    if message_type in _TRAIN_TYPES and message_type != job["kind"].value:
+    if message_type in _TRAIN_TYPES and message_type != job.kind.value:
         raise Refused(
-            f"the type property ({message_type!r}) contradicts {Header.KIND} ({job['kind'].value!r})",
-            {Header.KIND: [f"{job['kind'].value!r} with type {message_type!r}: give one kind (or leave type out)"]},
+            f"the type property ({message_type!r}) contradicts {Header.KIND} ({job.kind.value!r})",
+            {Header.KIND: [f"{job.kind.value!r} with type {message_type!r}: give one kind (or leave type out)"]},
         )
     if message_type not in (None, "", *_TRAIN_TYPES):
         raise Refused(
@@ -125,13 +124,13 @@ async def delete(records: Records, family: str, headers: Mapping[str, Any]) -> t
     """A delete RPC: the model of `family` and all its versions, through the store's one delete (as the
     gateway's `DELETE`); (model_key, the reply's JSON `{model_key, deleted}`)."""
     try:
-        job = _DELETE.load(dict(headers))
+        job = DeleteJob.read(headers)
     except ValidationError as e:
         fields = e.messages if isinstance(e.messages, dict) else {"_schema": e.messages}
         raise InvalidInput(f"invalid delete headers: {fields}", fields=fields) from e
-    deleted = await records.delete(family, job["model_key"])
-    log.info("model=%s deleted over AMQP (%d versions) by %s", job["model_key"], deleted, job["actor"] or "anonymous")
-    return job["model_key"], orjson.dumps({"model_key": job["model_key"], "deleted": deleted})
+    deleted = await records.delete(family, job.model_key)
+    log.info("model=%s deleted over AMQP (%d versions) by %s", job.model_key, deleted, job.actor or "anonymous")
+    return job.model_key, orjson.dumps({"model_key": job.model_key, "deleted": deleted})
 
 
 def error_fields(error: MLServerError) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from contracts.amqp import settle
 from contracts.frames import PARQUET
-from contracts.schemas import TrainHeaders
+from contracts.messages import TrainJob
 from contracts.settings import Settings
 from contracts.status import JobKind
 from contracts.topology import Header, Topology
@@ -61,7 +61,7 @@ class Leases:
     async def await_fit(
         self,
         running: asyncio.Future[Any],
-        job: dict[str, Any],
+        job: TrainJob,
         body: bytes,
         message: AbstractIncomingMessage | None,
         claim: Claim,
@@ -71,13 +71,13 @@ class Leases:
         done, _ = await asyncio.wait({running}, timeout=self.settings.handover_after)
         if done or message is None:
             return await running
-        headers = {k: v for k, v in TrainHeaders().dump(job).items() if v is not None}
-        inline = body if job["payload_id"] is None else None
+        headers = job.headers()
+        inline = body if job.payload_id is None else None
         lease = self.settings.lease_seconds
         if not await self.records.hand_over(claim.session_id, claim.token, headers, inline, lease):
             log.info("%s claim taken over meanwhile; not handed over", ctx)
             return await running
-        self._handed_over.add(job["job_id"])
+        self._handed_over.add(claim.session_id)
         await settle(message.ack())
         log.info("%s running for %.0fs: handed over (message acked, lease of %.0fs)", ctx, self.settings.handover_after, lease)
         renewing = asyncio.create_task(self._renew(claim.session_id, claim.token, ctx))

@@ -20,12 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.expression import Executable
 
 from contracts import lifecycle
+from contracts.lifecycle import OPEN, Move
 from contracts.errors import NotFound, NotTrained, TrainingFailed
 from contracts.families import FamilyInfo
+from contracts.messages import TrainJob
 from contracts.status import JobKind, Status
 from contracts.topology import Header
 from contracts.store import (
-    Alias,
     Artifact,
     Family as FamilyRow,
     Model,
@@ -49,7 +50,6 @@ async def _rowcount(db: AsyncSession, statement: Executable) -> int:
     """Rows a conditional UPDATE changed: the store's answer to "did this transition happen"."""
     result = cast(CursorResult[Any], await db.execute(statement))
     return int(result.rowcount)
-_OPEN = (Status.QUEUED, Status.RUNNING)
 
 
 @dataclass
@@ -106,7 +106,7 @@ class Records:
             except IntegrityError:
                 continue  # another consumer of the family registered at the same moment
 
-    async def adopt(self, family: str, job: dict[str, Any], ref: str) -> int | None:
+    async def adopt(self, family: str, job: TrainJob, ref: str) -> int | None:
         """The session of a job published without one (straight to the broker), created once per `ref`.
 
         None when the model_key belongs to another family (the job can't be recorded).
@@ -118,16 +118,16 @@ class Records:
                 ).scalar_one_or_none()
                 if existing is not None:
                     return existing
-                model = await model_row(db, job["model_key"], family, job["name"])
+                model = await model_row(db, job.model_key, family, job.name)
                 if model.family != family:
                     return None
                 params = {
-                    "modkwargs": job["modkwargs"],
-                    "algkwargs": job["algkwargs"],
-                    "name": job["name"],
-                    "backend": job["backend"].value if job["backend"] else None,
+                    "modkwargs": job.modkwargs,
+                    "algkwargs": job.algkwargs,
+                    "name": job.name,
+                    "backend": job.backend.value if job.backend else None,
                 }
-                session = await lifecycle.new_version(db, model, JobKind(job["kind"]), params, None, job_ref=ref, history={"message_id": ref})
+                session = await lifecycle.new_version(db, model, job.kind, params, None, job_ref=ref, history={"message_id": ref})
                 return session.id
 
         return await retry_on_conflict(attempt)
@@ -167,7 +167,7 @@ class Records:
         async with self.sessions() as db:
             row = (
                 await db.execute(
-                    select(TrainingSession.attempts).where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
+                    select(TrainingSession.attempts).where(TrainingSession.id == job_id, TrainingSession.status.in_(OPEN))
                 )
             ).scalar_one_or_none()
             return row or 0
@@ -176,10 +176,7 @@ class Records:
         """Mark a poison job failed; its version, or None when it finished meanwhile."""
         async with self.sessions.begin() as db:
             res = await db.execute(
-                update(TrainingSession)
-                .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
-                .values(status=Status.FAILED, finished_at=utcnow(), error=reason)
-                .returning(TrainingSession.version)
+                lifecycle.move(Move.FAIL, TrainingSession.id == job_id, error=reason).returning(TrainingSession.version)
             )
             version = res.scalar_one_or_none()
             await db.execute(delete(Payload).where(Payload.session_id == job_id))
@@ -202,7 +199,7 @@ class Records:
                     .where(
                         TrainingSession.model_id == me.model_id,
                         TrainingSession.version < me.version,
-                        TrainingSession.status.in_(_OPEN),
+                        TrainingSession.status.in_(OPEN),
                     )
                 )
             ).scalar_one()
@@ -218,10 +215,10 @@ class Records:
             free = or_(free, TrainingSession.lease_owner == reclaim_token)
         async with self.sessions.begin() as db:
             res = await db.execute(
-                update(TrainingSession)
-                .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN), free)
-                .values(
-                    status=Status.RUNNING,
+                lifecycle.move(
+                    Move.CLAIM,
+                    TrainingSession.id == job_id,
+                    free,
                     worker=self.worker,
                     attempts=TrainingSession.attempts + 1,
                     started_at=now,
@@ -268,12 +265,10 @@ class Records:
             async with self.sessions.begin() as db:
                 updated = await _rowcount(
                     db,
-                    update(TrainingSession)
-                    .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN), *fence)
-                    .values(
-                        status=Status.DONE, finished_at=utcnow(), rows=rows, error=None, worker=self.worker,
-                        lease_owner=None, lease_expires=None, handover=None,
-                    )
+                    lifecycle.move(
+                        Move.FINISH, TrainingSession.id == job_id, *fence,
+                        rows=rows, error=None, worker=self.worker, lease_owner=None, lease_expires=None, handover=None,
+                    ),
                 )
                 if updated != 1:
                     await db.rollback()
@@ -373,9 +368,7 @@ class Records:
         async with self.sessions.begin() as db:
             updated = await _rowcount(
                 db,
-                update(TrainingSession)
-                .where(TrainingSession.id == job_id, TrainingSession.status.in_(_OPEN))
-                .values(status=Status.FAILED, finished_at=utcnow(), error=error[:4000], lease_expires=None, handover=None)
+                lifecycle.move(Move.FAIL, TrainingSession.id == job_id, error=error[:4000], lease_expires=None, handover=None),
             )
             await db.execute(delete(Payload).where(Payload.session_id == job_id))
             return updated == 1
@@ -386,9 +379,7 @@ class Records:
         async with self.sessions.begin() as db:
             found = (
                 await db.execute(
-                    update(TrainingSession)
-                    .where(TrainingSession.id == session_id, TrainingSession.status == Status.DONE)
-                    .values(status=Status.FAILED, error=reason[:4000])
+                    lifecycle.move(Move.QUARANTINE, TrainingSession.id == session_id, error=reason[:4000])
                     .returning(TrainingSession.model_id, TrainingSession.version)
                 )
             ).first()
@@ -408,13 +399,9 @@ class Records:
             if found is None:
                 raise NotFound(f"no {family} model with model_key {model_key!r}", fields={"model_key": ["unknown"]})
             model, serving = found
-            if version is None and (alias or serving):
-                name = alias or serving
-                version = (
-                    await db.execute(select(Alias.version).where(Alias.model_id == model, Alias.name == name))
-                ).scalar_one_or_none()
-                if version is None:
-                    raise NotFound(f"model {model_key!r} has no alias {name!r}", fields={"alias": ["unknown"]})
+            name = alias or serving
+            if version is None and name:
+                version = await lifecycle.aliased(db, model_key, model, name)
             query = select(TrainingSession).where(TrainingSession.model_id == model)
             if version is not None:
                 row = (await db.execute(query.where(TrainingSession.version == version))).scalar_one_or_none()

@@ -31,7 +31,7 @@ from service import logs
 from contracts.columns import InputSchema, conform
 from contracts.errors import DeadlineExceeded, InvalidInput, MLServerError
 from contracts.frames import ParquetCodec, check_table, has_default_index, normalize, numeric_matrix
-from contracts.schemas import PredictHeaders
+from contracts.messages import PredictJob
 
 from . import backends, metrics
 from .cache import Loaded, ModelCache, Resolutions
@@ -47,9 +47,6 @@ log = logging.getLogger(__name__)
 INLINE_ROWS = 2_000
 # Versions whose overruns in a row a runtime counts at once.
 OVERRUN_MEMORY = 10_000
-
-_PREDICT_HEADERS = PredictHeaders()
-
 
 class Runtime:
     def __init__(
@@ -79,18 +76,18 @@ class Runtime:
 
     async def answer(self, headers: Mapping[str, Any], body: bytes) -> bytes:
         try:
-            job = _PREDICT_HEADERS.load(dict(headers))
+            job = PredictJob.read(headers)
         except ValidationError as e:
             raise InvalidInput(f"invalid predict headers: {e.messages}", fields=_fields(e)) from e
-        logs.bind(model_key=job["model_key"], version=job["version"])
+        logs.bind(model_key=job.model_key, version=job.version)
         # The input first: a bad frame is a 422 whatever the model.
         table = check_table(ParquetCodec.decode_table(body))
         metrics.PREDICT_ROWS.labels(self.family.name).observe(table.num_rows)
-        loaded = await self.loaded(job["model_key"], job["version"], job["alias"])
-        kwargs = dict(job["kwargs"])
+        loaded = await self.loaded(job.model_key, job.version, job.alias)
+        kwargs = dict(job.kwargs)
         method = kwargs.pop("method", "predict")
         if loaded.isolated:
-            return await self._isolated(job["model_key"], loaded, body, method, kwargs)
+            return await self._isolated(job.model_key, loaded, body, method, kwargs)
         if table.num_rows > INLINE_ROWS:
             return await asyncio.to_thread(predict_table, self.family, loaded, table, method, kwargs)
         return predict_table(self.family, loaded, table, method, kwargs)

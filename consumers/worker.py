@@ -4,22 +4,19 @@ Each family keeps its own queues, prefetch and metrics labels: a process
 serving `logreg` and `nn` looks to the broker like one `logreg` consumer and
 one `nn` consumer. Fits of all of them run in one shared `FitPool`.
 
-Train jobs (prefetch 1 per family): claim the session in the store, fit in a
-fit process, commit artifact and `done` together, publish the status event,
-and only then ack. A fit that raises is a user error: `failed`, acked, not
-requeued. A job whose session is already finished is acked untouched. Long
-fits are handed over to a lease (`leases`). A job that can't be run as sent
-is dead-lettered with its reason (`contract`).
+This module is the transport: connection, channels, queues, replies and
+events. What a train job does is `training`'s; what a predict does is
+`runtime`'s. Train jobs come with prefetch 1 per family.
 
 Predict jobs (prefetch ML_SERVER_PREDICT_PREFETCH per family): answered on
 the caller's reply queue with a Parquet frame, or with an error in the
-headers. Always answered (`runtime`). Deletes and imports come by the same queue.
+headers. Always answered (`runtime`). Deletes come by the same queue; imports
+by a queue of their own (prefetch 1), answered the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Awaitable, Callable
@@ -31,40 +28,29 @@ import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiormq.exceptions import AMQPError
 from marshmallow import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 from contracts import amqp, brokers
 from service import logs
 from contracts.amqp import settle
 from contracts.errors import InvalidInput, MLServerError
 from contracts.events import event_headers
-from contracts.frames import JSON, PARQUET, ParquetCodec
-from contracts.schemas import ImportHeaders, ReplyHeaders, StatusEvent
+from contracts.frames import JSON, PARQUET
+from contracts.messages import ImportJob, Reply, StatusEvent
 from contracts.settings import Settings
-from contracts.status import JobKind, Status
+from contracts.status import Status
 from contracts.store import make_engine
-from contracts.topology import EventKind, Header, MessageType, Topology
+from contracts.topology import EventKind, MessageType, Topology
 
-from . import contract, imports, jobs, metrics
+from . import contract, imports, metrics
 from .families import Family
 from .leases import Leases
 from .pool import FitPool
 from .records import Records, worker_id
 from .runtime import Runtime
 from .sandbox import PredictProcesses
+from .training import Training
 
 log = logging.getLogger(__name__)
-
-# A fit started this many times without finishing (its process died each time) is a poison job.
-MAX_ATTEMPTS = 3
-
-# How long an update waits for the model's earlier versions before it gives its message back.
-UPDATE_ORDER_WAIT = 60.0
-
-
-class EarlierVersionPending(Exception):
-    """An update whose model still has a lower version queued or running."""
-
 
 @dataclass
 class Served:
@@ -75,8 +61,10 @@ class Served:
     runtime: Runtime
     train: AbstractQueue | None = None
     predict: AbstractQueue | None = None
+    imports: AbstractQueue | None = None
     train_tag: str | None = None
     predict_tag: str | None = None
+    imports_tag: str | None = None
 
 
 class Consumer:
@@ -99,6 +87,7 @@ class Consumer:
             )
         # Imported models predict in processes of their own, under a deadline that is enforced (`sandbox`).
         self.isolation = PredictProcesses(settings.predict_processes, settings.predict_deadline, self.pool.modules)
+        self.training = Training(self)
         self.served = {
             f.name: Served(
                 f,
@@ -151,6 +140,9 @@ class Consumer:
         await train_channel.set_qos(prefetch_count=1)
         predict_channel = await self.connection.channel()
         await predict_channel.set_qos(prefetch_count=self.settings.predict_prefetch)
+        # Imports read their file in a fit process: one at a time per family, beside the predicts, not in their slots.
+        imports_channel = await self.connection.channel()
+        await imports_channel.set_qos(prefetch_count=1)
         t, s = self.topology, self.settings
         quorum = brokers.quorum_predicts(s.predict_queue_type, s.broker_url)
         for served in self.served.values():
@@ -158,9 +150,11 @@ class Consumer:
             # Declared on the channels that consume them, so a reconnect restores both together.
             served.train = await amqp.declare_train(train_channel, t, name, s.max_train_queue)
             served.predict = await amqp.declare_predict(predict_channel, t, name, s.max_predict_queue, quorum)
+            served.imports = await amqp.declare_imports(imports_channel, t, name, quorum)
             await self.records.register(await asyncio.to_thread(served.family.info))
-            served.train_tag = await served.train.consume(self._train_handler(served))
+            served.train_tag = await served.train.consume(self.training.handler(served))
             served.predict_tag = await served.predict.consume(self._predict_handler(served))
+            served.imports_tag = await served.imports.consume(self._predict_handler(served))
         self.leases.start()
         log.info("consumer ready: %s (%s)", self.names, self.worker)
 
@@ -180,7 +174,7 @@ class Consumer:
         if self.leases is not None:
             self.leases.stop()
         for served in self.served.values():
-            for queue, tag in ((served.train, served.train_tag), (served.predict, served.predict_tag)):
+            for queue, tag in ((served.train, served.train_tag), (served.predict, served.predict_tag), (served.imports, served.imports_tag)):
                 if queue is not None and tag is not None:
                     try:
                         await queue.cancel(tag)
@@ -195,163 +189,6 @@ class Consumer:
         self.pool.close()
         self.isolation.close()
         await self.engine.dispose()
-
-    # ---- train -------------------------------------------------------------
-
-    def _train_handler(self, served: Served) -> Any:
-        async def on_train(message: AbstractIncomingMessage) -> None:
-            await self._on_train(served, message)
-
-        return on_train
-
-    async def _on_train(self, served: Served, message: AbstractIncomingMessage) -> None:
-        family = served.family.name
-        try:
-            job = contract.read_train(family, message.headers or {}, message.type)
-        except contract.Refused as e:
-            log.error("%s train message sent to the dead-letter queue: %s %s", family, e.reason, e.fields)
-            await self._dead_letter(family, message, e.reason, e.fields, contract.readable_key(message.headers or {}))
-            return
-        job["message_id"] = message.message_id  # carried by the job's status events
-        assert self.leases is not None
-        ctx = f"model={job['model_key']}"
-        logs.bind(model_key=job["model_key"], version=job.get("version"))
-        try:
-            if job["job_id"] is None:
-                # Published straight to the broker: record the job first (once per message id).
-                ref = message.message_id or hashlib.sha256(message.body).hexdigest()
-                job["job_id"] = await self.records.adopt(family, job, ref)
-                if job["job_id"] is None:
-                    reason = f"model {job['model_key']!r} belongs to another family than {family!r}"
-                    log.error("%s; job sent to the dead-letter queue", reason)
-                    await self._dead_letter(family, message, reason, {Header.MODEL_KEY: [reason]}, job["model_key"])
-                    return
-            ctx = f"{ctx} job={job['job_id']}"
-            attempts = await self.records.abandoned_attempts(job["job_id"])
-            if attempts >= MAX_ATTEMPTS:
-                # Every start of this fit ended with its process dying: a poison job. Stop here.
-                reason = (
-                    f"gave up after {attempts} attempts: each one ended with the consumer or its fit process dying "
-                    f"(killed, out of memory or crashed); the job is in the dead-letter queue "
-                    f"{self.topology.dead_queue(family)}"
-                )
-                log.error("%s %s", ctx, reason)
-                version = await self.records.fail_poison(job["job_id"], reason)
-                metrics.fit_finished(family, job["kind"], "failed")
-                if version is not None:
-                    await self._publish_event(family, job["model_key"], version, Status.FAILED, reason, job["message_id"])
-                await self._dead_letter(family, message, reason, {contract.BODY: [reason]})
-                return
-            body = message.body
-            if job["payload_id"] is not None:
-                stored = await self.records.payload(job["payload_id"])
-                body = stored if stored is not None else b""  # gone: the job already finished
-            reclaim = str((message.headers or {}).get(Header.RECLAIM_TOKEN) or "") or None
-            outcome = await self._train(served, job, body, ctx, message, reclaim)
-            if job["payload_id"] is not None and outcome is not None:  # the session is finished
-                await self.records.drop_payload(job["payload_id"])
-        except (SQLAlchemyError, OSError) as e:
-            # Could not record the outcome: never ack. Hold the delivery until the store
-            # answers again, then give it back once (every redelivery counts toward the
-            # queue's delivery limit, so no fast nack loop during an outage).
-            log.error("%s store unavailable; holding the job until it is back: %s", ctx, e)
-            await self._wait_for_store()
-            await self._give_back(message, job)
-            return
-        except EarlierVersionPending as e:
-            log.info("%s; job returned to the queue", e)
-            await self._give_back(message, job)
-            return
-        except BrokenProcessPool:
-            log.error("%s the fit process died; job returned to the queue", ctx)
-            metrics.fit_finished(family, job["kind"], "crashed")
-            self.pool.broken()
-            await self._give_back(message, job)
-            return
-        if outcome is not None:
-            await self._publish_event(family, job["model_key"], *outcome, message_id=job["message_id"])
-        if self.leases.release(job["job_id"]):
-            return  # acked at the hand-over
-        await settle(message.ack())
-
-    async def _give_back(self, message: AbstractIncomingMessage, job: dict[str, Any]) -> None:
-        """Requeue a job that did not finish; one already handed over is left to its lease running out."""
-        assert self.leases is not None
-        if self.leases.release(job.get("job_id")):
-            log.warning("job=%s was handed over; another consumer reclaims it when its lease runs out", job["job_id"])
-            return
-        await settle(message.nack(requeue=True))
-
-    async def _train(
-        self,
-        served: Served,
-        job: dict[str, Any],
-        body: bytes,
-        ctx: str,
-        message: AbstractIncomingMessage | None = None,
-        reclaim: str | None = None,
-    ) -> tuple[int, Status, str | None] | None:
-        family = served.family
-        assert self.leases is not None
-        if job["kind"] is JobKind.UPDATE:
-            await self._wait_for_earlier_versions(job["job_id"], ctx)
-        claim = await self.records.claim(job["job_id"], reclaim)
-        if claim is None:
-            log.info("%s already finished, deleted or held by a live lease; acked without running", ctx)
-            return None
-        ctx = f"{ctx} version={claim.version}"
-        logs.bind(version=claim.version)
-        log.info("%s %s started (attempt by %s)", ctx, claim.kind.value, self.worker)
-        await self._publish_event(family.name, job["model_key"], claim.version, Status.RUNNING, message_id=job.get("message_id"))
-        try:
-            # The training data's footer against the caps, before a fit process inflates it.
-            ParquetCodec.footer(body)
-            if claim.kind is JobKind.UPDATE:
-                if not family.supports_update:
-                    raise jobs.JobError(f"family {family.name!r} does not support update")
-                if claim.base is None or claim.base_backend is None:
-                    raise jobs.JobError("the model has no trained version to update")
-                running = self.pool.run(jobs.update, served.spec, body, claim.base, claim.base_backend, self.key, claim.base_meta)
-            else:
-                backend = (job["backend"] or family.backend).value
-                running = self.pool.run(jobs.fit, served.spec, body, job["modkwargs"], job["algkwargs"], self.key, backend)
-            result = await self.leases.await_fit(asyncio.ensure_future(running), job, body, message, claim, ctx)
-        except (jobs.JobError, MLServerError) as e:
-            log.warning("%s failed: %s", ctx, e)
-            await self.records.fail(claim.session_id, e.message if isinstance(e, MLServerError) else str(e))
-            metrics.fit_finished(family.name, claim.kind, "failed")
-            return claim.version, Status.FAILED, str(e)
-        if await self.records.finish(
-            claim.session_id, result.artifact, result.backend, result.meta, result.rows, token=claim.token
-        ):
-            log.info("%s done in %.3fs", ctx, result.meta["fit_seconds"])
-            metrics.fit_finished(family.name, claim.kind, "done", result.meta["fit_seconds"])
-            return claim.version, Status.DONE, None
-        log.info("%s finished elsewhere first; result dropped", ctx)
-        return None
-
-    async def _wait_for_store(self) -> None:
-        delay = 0.5
-        while not self.stopping.is_set():
-            try:
-                await self.records.ping()
-                return
-            except (SQLAlchemyError, OSError):
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _wait_for_earlier_versions(self, job_id: int, ctx: str) -> None:
-        """Updates apply in version order: wait while a lower version of the model is still open.
-
-        Another consumer holds that version (or the broker will redeliver it); if
-        it is stuck behind this very message, giving the message back after the
-        wait lets it through.
-        """
-        deadline = asyncio.get_running_loop().time() + UPDATE_ORDER_WAIT
-        while await self.records.earlier_open(job_id):
-            if asyncio.get_running_loop().time() > deadline:
-                raise EarlierVersionPending(f"{ctx}: an earlier version is still open")
-            await asyncio.sleep(0.2)
 
     # ---- events --------------------------------------------------------------
 
@@ -444,7 +281,6 @@ class Consumer:
         family = served.family.name
         started = metrics.clock()
         body, status = b"", 200
-        headers: dict[str, Any]
         importing = message.type in (MessageType.IMPORT, MessageType.DELETE)  # answered in JSON, not counted as predicts
         try:
             if message.type == MessageType.DELETE:
@@ -453,14 +289,14 @@ class Consumer:
                 body = await self._import(served, message)
             else:
                 body = await served.runtime.answer(message.headers or {}, message.body)
-            headers = _REPLY.dump({"status": 200})
+            reply = Reply(200)
         except MLServerError as e:
             status = e.status
-            headers = _REPLY.dump({"status": e.status, "code": e.code, "message": e.message, "fields": contract.error_fields(e)})
+            reply = Reply.error(e, contract.error_fields(e))
         except Exception as e:  # noqa: BLE001 - the caller always gets an answer
             status = 500
             log.exception("%s failed unexpectedly", "import" if importing else "predict")
-            headers = _REPLY.dump({"status": 500, "code": "internal_error", "message": f"{type(e).__name__}: {e}", "fields": {}})
+            reply = Reply(500, "internal_error", f"{type(e).__name__}: {e}", {})
         if not importing:
             metrics.predict_answered(family, status, started)
         if message.reply_to:
@@ -470,7 +306,7 @@ class Consumer:
                 await self.reply_channel.default_exchange.publish(
                     aio_pika.Message(
                         body,
-                        headers={k: v for k, v in headers.items() if v is not None},
+                        headers=reply.headers(),
                         correlation_id=message.correlation_id,
                         content_type=JSON if importing else PARQUET,
                         type=MessageType.REPLY,
@@ -499,37 +335,37 @@ class Consumer:
         """Check a model file in a fit process (`imports`), store it as a done version, announce it;
         the reply is `{model_key, version}`. A file that can't be served is a 422 and stores nothing."""
         try:
-            job = _IMPORT_HEADERS.load(dict(message.headers or {}))
+            job = ImportJob.read(message.headers or {})
         except ValidationError as e:
             raise InvalidInput(f"invalid import headers: {e.messages}") from e
         family = served.family.name
-        if job["family"] != family:
-            raise InvalidInput(f"an import for family {job['family']!r} came to the {family!r} queue")
-        logs.bind(model_key=job["model_key"])
+        if job.family != family:
+            raise InvalidInput(f"an import for family {job.family!r} came to the {family!r} queue")
+        logs.bind(model_key=job.model_key)
         blob = message.body
-        if job["payload_id"] is not None:
-            stored = await self.records.payload(job["payload_id"])
+        if job.payload_id is not None:
+            stored = await self.records.payload(job.payload_id)
             if stored is None:
                 raise InvalidInput("the uploaded file is gone from the store")
             blob = stored
         try:
             try:
                 limits = imports.ImportLimits.from_settings(self.settings)
-                done = await self.pool.run(imports.import_model, served.spec, blob, job["format"], job["features"], job["types"], limits)
+                done = await self.pool.run(imports.import_model, served.spec, blob, job.format, job.features, job.types, limits)
             except imports.ImportRefused as e:
-                raise InvalidInput(f"{job['format']} file refused: {e}", fields={"file": [str(e)]}) from None
+                raise InvalidInput(f"{job.format} file refused: {e}", fields={"file": [str(e)]}) from None
             except BrokenProcessPool:
                 self.pool.broken()
                 raise InvalidInput("the process reading the file died: the file is not servable", fields={"file": ["unreadable"]}) from None
             version = await self.records.import_version(
-                family, job["model_key"], job["name"], done.artifact, done.backend, done.meta, job["actor"]
+                family, job.model_key, job.name, done.artifact, done.backend, done.meta, job.actor
             )
         finally:
-            if job["payload_id"] is not None:
-                await self.records.drop_payload(job["payload_id"])
-        log.info("model=%s version=%d imported from a %s file by %s", job["model_key"], version, job["format"], job["actor"] or "anonymous")
-        await self._publish_event(family, job["model_key"], version, Status.DONE)
-        return orjson.dumps({"model_key": job["model_key"], "version": version})
+            if job.payload_id is not None:
+                await self.records.drop_payload(job.payload_id)
+        log.info("model=%s version=%d imported from a %s file by %s", job.model_key, version, job.format, job.actor or "anonymous")
+        await self._publish_event(family, job.model_key, version, Status.DONE)
+        return orjson.dumps({"model_key": job.model_key, "version": version})
 
     # ---- delete ---------------------------------------------------------------
 
@@ -540,5 +376,3 @@ class Consumer:
         return answer
 
 
-_REPLY = ReplyHeaders()
-_IMPORT_HEADERS = ImportHeaders()

@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 from aiormq.exceptions import AMQPError
 
 from . import brokers
-from .topology import Topology
+from .topology import IMPORT_QUEUE_LENGTH, Topology
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,15 @@ async def declare_predict(
     return predict
 
 
+async def declare_imports(channel: AbstractChannel, topology: Topology, family: str, quorum: bool = False) -> AbstractQueue:
+    """A family's import queue, bound: model files wait here for a fit process, not in the predicts' queue."""
+    queue = await channel.declare_queue(
+        topology.import_queue(family), durable=True, arguments=topology.predict_queue_arguments(IMPORT_QUEUE_LENGTH, quorum)
+    )
+    await queue.bind(topology.jobs_exchange, topology.import_key(family))
+    return queue
+
+
 @dataclass(frozen=True)
 class QueueState:
     messages: int  # ready to be delivered
@@ -122,12 +131,12 @@ async def settle(op: Awaitable[Any]) -> None:
 async def delete_namespace(
     connection: AbstractConnection, topology: Topology, families: Iterable[str], queues: Iterable[str] = (), exchanges: Iterable[str] = ()
 ) -> None:
-    """Delete what a namespace declares on the broker: its families' train, predict and dead queues, and its
+    """Delete what a namespace declares on the broker: its families' queues, and its
     exchanges (with `queues`/`exchanges` of the caller's own). Jobs waiting in those queues are deleted too.
     Reply and event queues are exclusive: they go with their connections."""
     channel = await connection.channel(publisher_confirms=False)
     for family in families:
-        for name in (topology.train_queue(family), topology.predict_queue(family), topology.dead_queue(family)):
+        for name in topology.family_queues(family):
             await channel.queue_delete(name)
     for name in queues:
         await channel.queue_delete(name)

@@ -15,7 +15,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from .schemas import StatusEvent
+from .messages import StatusEvent
 from .topology import CloudEvent, EventKind
 
 _EVENT = StatusEvent()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 from collections import Counter
 from typing import Any, Literal, cast

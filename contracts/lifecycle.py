@@ -1,12 +1,21 @@
-"""A model's lifecycle, written in one place: new versions, the history of every change, and the lookups of a
-model and its versions.
+"""A model's lifecycle, written in one place: new versions, their moves from status to status, aliases, the
+history of every change, and the lookups of a model and its versions.
 
 The gateway (fits, updates and registry edits over REST) and the consumers
-(jobs published straight to the broker, imported files) both call these
-inside their own transactions; neither creates a version or writes a history
-line itself. A version's later moves (claimed, done, failed) are the
-consumers' conditional updates (`consumers.records`), fenced so that one
-result counts.
+(jobs published straight to the broker, imported files, claims and results)
+both call these inside their own transactions; neither creates a version,
+moves one or writes a history line itself.
+
+A version is created `queued` (a fit or update) or `done` (an import). Its moves:
+
+    claim       queued, running -> running   a consumer starts it (again, after a redelivery or a lease ran out)
+    finish      queued, running -> done      its artifact is stored
+    fail        queued, running -> failed    the fit raised, it killed its consumers, or it could not be queued
+    cancel      queued, running -> failed    its search was cancelled
+    quarantine  done -> failed               its predicts kept overrunning their deadline
+
+Each move is one conditional UPDATE (`move`): it changes a version only from
+a status the move leaves from, so of two racing moves exactly one counts.
 """
 
 from __future__ import annotations
@@ -14,12 +23,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Update, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import NotFound
 from .status import JobKind, Status
-from .store import HistoryEntry, Model, TrainingSession, utcnow
+from .store import Alias, HistoryEntry, Model, TrainingSession, utcnow
 
 
 class Action(StrEnum):
@@ -34,6 +43,35 @@ class Action(StrEnum):
     TAG = "tag"
     DESCRIBE = "describe"
     QUARANTINE = "quarantine"  # a version whose predicts kept overrunning their deadline was taken out of service
+
+
+class Move(StrEnum):
+    """A version's move from one status to another (the table above)."""
+
+    CLAIM = "claim"
+    FINISH = "finish"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    QUARANTINE = "quarantine"
+
+
+OPEN = (Status.QUEUED, Status.RUNNING)  # a version still to be run, or running
+_MOVES: dict[Move, tuple[tuple[Status, ...], Status]] = {
+    Move.CLAIM: (OPEN, Status.RUNNING),
+    Move.FINISH: (OPEN, Status.DONE),
+    Move.FAIL: (OPEN, Status.FAILED),
+    Move.CANCEL: (OPEN, Status.FAILED),
+    Move.QUARANTINE: ((Status.DONE,), Status.FAILED),
+}
+
+
+def move(kind: Move, *where: Any, **values: Any) -> Update:
+    """The conditional UPDATE of a move, for the versions matching `where` still in a status it leaves from;
+    `values` set the other columns. A move that ends a run (finish, fail, cancel) stamps `finished_at`."""
+    leaves, to = _MOVES[kind]
+    if to.finished and kind is not Move.QUARANTINE:
+        values.setdefault("finished_at", utcnow())
+    return update(TrainingSession).where(TrainingSession.status.in_(leaves), *where).values(status=to, **values)
 
 
 async def record(db: AsyncSession, model_id: int, version: int | None, action: Action, actor: str | None, **detail: Any) -> None:
@@ -97,6 +135,19 @@ async def new_version(
     await db.flush()
     await record(db, model.id, session.version, Action(kind.value), actor, **(history or {}))
     return session
+
+
+async def alias(db: AsyncSession, model_id: int, name: str) -> Alias | None:
+    """The model's alias `name`, if it has one."""
+    return (await db.execute(select(Alias).where(Alias.model_id == model_id, Alias.name == name))).scalar_one_or_none()
+
+
+async def aliased(db: AsyncSession, model_key: str, model_id: int, name: str) -> int:
+    """The version alias `name` points at; NotFound naming the alias when the model has none of that name."""
+    version = (await db.execute(select(Alias.version).where(Alias.model_id == model_id, Alias.name == name))).scalar_one_or_none()
+    if version is None:
+        raise NotFound(f"model {model_key!r} has no alias {name!r}", fields={"alias": ["unknown"]})
+    return int(version)
 
 
 async def delete_model(db: AsyncSession, family: str, model_key: str) -> int:

@@ -2,24 +2,21 @@
 
 REST JSON bodies use the seed's field names. Parquet bodies carry the frame in
 the body and the other fields in the query string (`*Params` schemas). AMQP
-messages carry the frame in the body and the other fields in headers
-(`*Headers` schemas, keyed by the names in `topology.Header`).
+messages and their header schemas are in `messages`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any, cast
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from . import families
 from .columns import Kind
-from .errors import DecodeError, MLServerError, from_wire
+from .errors import DecodeError
 from .pandas_json import ORIENTS, JsonCodec
-from .status import Backend, JobKind, Status
-from .topology import Header
+from .status import Backend, Status
 
 NAME_LENGTH = validate.Length(min=1, max=256)
 MODEL_KEY = validate.Regexp(r"^[A-Za-z0-9_.-]{1,64}$", error="not a model key")
@@ -240,135 +237,3 @@ class FeedQuery(_Strict):
     """`GET /events`: every model's events, or (`family`) those of one family."""
 
     family = fields.String(load_default=None, validate=FAMILY_NAME)
-
-
-# ---- AMQP messages: the non-frame fields travel as headers ----------------
-
-
-class _Headers(Schema):
-    class Meta:
-        unknown = EXCLUDE  # brokers and plugins may add their own headers
-
-
-class TrainHeaders(_Headers):
-    """A fit/update job. The gateway sends `job_id` and `version` (the session it wrote);
-    a service publishing directly leaves both out and the consumer records the job."""
-
-    job_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.JOB_ID, validate=POSITIVE_ID)
-    model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
-    family = fields.String(required=True, data_key=Header.FAMILY, validate=FAMILY_NAME)
-    version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION, validate=POSITIVE_ID)
-    kind = fields.Enum(JobKind, by_value=True, load_default=JobKind.FIT, data_key=Header.KIND)
-    name = Text(load_default=None, allow_none=True, data_key=Header.NAME, validate=NAME_LENGTH)
-    payload_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.PAYLOAD_ID, validate=POSITIVE_ID)
-    modkwargs = JsonDict(load_default=dict, data_key=Header.MODKWARGS)
-    algkwargs = JsonDict(load_default=dict, data_key=Header.ALGKWARGS)
-    # A fit's serializer backend (None: the family's default); updates keep their base version's.
-    backend = fields.Enum(Backend, by_value=True, load_default=None, allow_none=True, data_key=Header.BACKEND)
-
-    @validates_schema
-    def gateway_pairs(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("version") is not None and data.get("job_id") is None:
-            raise ValidationError(f"set by the gateway with {Header.JOB_ID}: leave it out (the consumer numbers the version)", Header.VERSION)
-
-
-class PredictHeaders(_Headers):
-    model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
-    version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION, validate=POSITIVE_ID)
-    alias = fields.String(load_default=None, allow_none=True, data_key=Header.ALIAS, validate=ALIAS_NAME)
-    kwargs = JsonDict(load_default=dict, data_key=Header.KWARGS)
-
-    @validates_schema
-    def one_of(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("version") is not None and data.get("alias") is not None:
-            raise ValidationError(f"give {Header.VERSION} or {Header.ALIAS}, not both", Header.ALIAS)
-
-
-class DeleteHeaders(_Headers):
-    """A delete: the model and all its versions (the body is empty)."""
-
-    model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
-    actor = fields.String(load_default=None, allow_none=True, data_key=Header.ACTOR)
-
-
-class ImportHeaders(_Headers):
-    """An import: the model file in the body, what to store it as in the headers."""
-
-    model_key = fields.String(required=True, data_key=Header.MODEL_KEY, validate=MODEL_KEY)
-    family = fields.String(required=True, data_key=Header.FAMILY, validate=FAMILY_NAME)
-    name = Text(load_default=None, allow_none=True, data_key=Header.NAME, validate=NAME_LENGTH)
-    format = fields.String(required=True, data_key=Header.IMPORT_FORMAT, validate=validate.OneOf(("skops", "onnx")))
-    features = JsonList(load_default=None, allow_none=True, data_key=Header.FEATURES)
-    types = JsonDict(load_default=None, allow_none=True, data_key=Header.TYPES)
-    actor = fields.String(load_default=None, allow_none=True, data_key=Header.ACTOR)
-    payload_id = fields.Integer(load_default=None, allow_none=True, data_key=Header.PAYLOAD_ID, validate=POSITIVE_ID)
-
-
-class ReplyHeaders(_Headers):
-    status = fields.Integer(required=True, data_key=Header.STATUS)
-    code = fields.String(load_default=None, allow_none=True, data_key=Header.ERROR_CODE)
-    message = fields.String(load_default=None, allow_none=True, data_key=Header.ERROR_MESSAGE)
-    fields_ = JsonDict(load_default=None, allow_none=True, data_key=Header.ERROR_FIELDS, attribute="fields")
-
-
-_REPLY = ReplyHeaders()
-
-# An error reply names the bad parts of the request as they travel: its headers, and `body` for the frame.
-BODY = "body"
-_FIELD_HEADERS: dict[str, str] = {
-    name: str(field.data_key)
-    for schema in (TrainHeaders, PredictHeaders, ImportHeaders, DeleteHeaders)
-    for name, field in schema._declared_fields.items()
-    if field.data_key
-}
-_FIELD_HEADERS.update({"x": BODY, "y": BODY, "file": BODY})
-_HEADER_FIELDS = {header: name for name, header in _FIELD_HEADERS.items() if header != BODY}
-
-
-def header_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """An error's fields under the names a message carries them by (`kwargs` -> `x-kwargs`, `x` -> `body`)."""
-    return {_FIELD_HEADERS.get(name, name): value for name, value in fields.items()}
-
-
-def request_fields(fields: Mapping[str, Any], body: str = "x") -> dict[str, Any]:
-    """The other way: a reply's error fields under the names of the REST request (`x-kwargs` -> `kwargs`,
-    `body` -> the request's field for it: `x` for a predict, `file` for an import)."""
-    names = {**_HEADER_FIELDS, BODY: body}
-    return {names.get(name, name): value for name, value in fields.items()}
-
-
-def read_reply(headers: Mapping[str, Any], body: bytes, body_field: str = "x") -> bytes:
-    """An RPC reply's answer; the error the consumer replied with, raised as its own class, its fields
-    named as the REST request names them (`body_field`: what the request calls its body)."""
-    try:
-        reply = _REPLY.load(dict(headers))
-    except ValidationError as e:
-        raise MLServerError(f"the consumer's reply has malformed headers: {e.messages}") from e
-    if reply["status"] != 200:
-        fields = request_fields(reply["fields"], body_field) if reply["fields"] else None
-        raise from_wire(reply["code"] or "internal_error", reply["message"] or "consumer error", fields)
-    return body
-
-
-class StatusEvent(_Headers):
-    """A status event's headers (`contracts.events.event_headers` adds the CloudEvents attributes)."""
-
-    event = fields.String(required=True, data_key=Header.EVENT)
-    model_key = fields.String(required=True, data_key=Header.MODEL_KEY)
-    family = fields.String(required=True, data_key=Header.FAMILY)
-    version = fields.Integer(load_default=None, allow_none=True, data_key=Header.VERSION)
-    status = fields.String(load_default=None, allow_none=True, data_key=Header.STATUS)
-    alias = fields.String(load_default=None, allow_none=True, data_key=Header.ALIAS)
-    serving = fields.String(load_default=None, allow_none=True, data_key=Header.SERVING)
-    # The job message that became this version (its `message_id`), and why a version failed or a job was rejected.
-    message_id = fields.String(load_default=None, allow_none=True, data_key=Header.MESSAGE_ID)
-    error = fields.String(load_default=None, allow_none=True, data_key=Header.ERROR_MESSAGE)
-    # A rejected job's bad headers, as its dead letter names them.
-    fields_ = JsonDict(load_default=None, allow_none=True, data_key=Header.ERROR_FIELDS, attribute="fields")
-
-
-class DeadLetterHeaders(_Headers):
-    """What the consumer adds to a train job it dead-letters (the job's own headers and body stay)."""
-
-    reason = fields.String(required=True, data_key=Header.DEAD_REASON)
-    fields_ = JsonDict(required=True, data_key=Header.ERROR_FIELDS, attribute="fields")

@@ -9,6 +9,7 @@ Every name on the broker is built here, from a namespace (default
 
     <ns>.<family>.train    quorum queue, bound to jobs with "<family>.train"
     <ns>.<family>.predict  classic queue (quorum on a cluster), bound to jobs with "<family>.predict"
+    <ns>.<family>.import   the same kind, bound to jobs with "<family>.import": model files to store
     <ns>.<family>.dead     quorum queue, bound to dead with "<family>.train": train jobs that can't be
                            run (`x-dead-reason`, `x-error-fields` say why) or that killed consumers
     <ns>.events.<id>       exclusive, auto-delete: one gateway's copy of every event ("#")
@@ -95,13 +96,16 @@ class MessageType:
     FIT = "fit"
     UPDATE = "update"
     PREDICT = "predict"
-    REPLY = "predict.reply"  # the answer to every RPC on a predict queue: predict, import, delete
+    REPLY = "predict.reply"  # the answer to every RPC: predict, import, delete
     STATUS = "status"
-    # A trained model to store as a new version (an RPC on the family's predict queue, answered like a predict).
+    # A trained model to store as a new version (an RPC on the family's import queue, answered like a predict).
     IMPORT = "import"
     # Delete a model and all its versions (an RPC on the family's predict queue; the reply's body is JSON).
     DELETE = "delete"
 
+
+# Imports waiting for a family's consumers (each carries a model file): a full queue refuses more (503).
+IMPORT_QUEUE_LENGTH = 64
 
 # Train jobs delivered this many times (each delivery ended by a dead consumer)
 # are dead-lettered instead of killing yet another consumer.
@@ -130,6 +134,13 @@ class Topology:
     def predict_queue(self, family: str) -> str:
         return f"{self.namespace}.{family}.predict"
 
+    def import_queue(self, family: str) -> str:
+        return f"{self.namespace}.{family}.import"
+
+    def family_queues(self, family: str) -> tuple[str, ...]:
+        """Every queue of a family: train, predict, import, dead."""
+        return (self.train_queue(family), self.predict_queue(family), self.import_queue(family), self.dead_queue(family))
+
     def dead_queue(self, family: str) -> str:
         return f"{self.namespace}.{family}.dead"
 
@@ -147,6 +158,10 @@ class Topology:
     @staticmethod
     def predict_key(family: str) -> str:
         return f"{family}.predict"
+
+    @staticmethod
+    def import_key(family: str) -> str:
+        return f"{family}.import"
 
     @staticmethod
     def event_key(family: str, model_key: str) -> str:

@@ -21,7 +21,7 @@ from aiohttp import web
 from contracts import schemas
 from contracts.frames import PARQUET
 from contracts.settings import Settings
-from contracts.topology import DELIVERY_LIMIT, Topology
+from contracts.topology import DELIVERY_LIMIT, IMPORT_QUEUE_LENGTH, Topology
 
 from .asyncapi_messages import BINDING, messages
 from .state import SETTINGS
@@ -88,7 +88,7 @@ def build(settings: Settings) -> dict[str, Any]:
                 },
             },
             t.predict_key(FAMILY): {
-                "description": f"RPCs of a family, on the `{t.jobs_exchange}` exchange: predict, delete and import. "
+                "description": f"RPCs of a family, on the `{t.jobs_exchange}` exchange: predict and delete. "
                 f"They wait in the queue `{t.predict_queue(FAMILY)}`; each is answered once on its `reply_to`.",
                 "parameters": {"family": family_param},
                 "bindings": {"amqp": {"is": "routingKey", "exchange": jobs, "bindingVersion": BINDING}},
@@ -101,7 +101,25 @@ def build(settings: Settings) -> dict[str, Any]:
                     "operationId": "call",
                     "summary": "publish an RPC with reply_to, correlation_id and expiration (mandatory)",
                     "bindings": {"amqp": {"mandatory": True, "bindingVersion": BINDING}},
-                    "message": {"oneOf": [ref["predict"], ref["delete"], ref["import"]]},
+                    "message": {"oneOf": [ref["predict"], ref["delete"]]},
+                },
+            },
+            t.import_key(FAMILY): {
+                "description": f"Model files to store as versions of a family, on the `{t.jobs_exchange}` exchange. They wait "
+                f"in the queue `{t.import_queue(FAMILY)}` (one read at a time per consumer process, in a fit process) and "
+                "are answered once on their `reply_to`, like a predict.",
+                "parameters": {"family": family_param},
+                "bindings": {"amqp": {"is": "routingKey", "exchange": jobs, "bindingVersion": BINDING}},
+                "x-queue": {
+                    **_queue(t.import_queue(FAMILY)),
+                    "arguments": t.predict_queue_arguments(IMPORT_QUEUE_LENGTH),
+                    "bindingKey": t.import_key(FAMILY),
+                },
+                "publish": {
+                    "operationId": "import",
+                    "summary": "publish an import with reply_to, correlation_id and expiration (mandatory)",
+                    "bindings": {"amqp": {"mandatory": True, "bindingVersion": BINDING}},
+                    "message": ref["import"],
                 },
             },
             REPLY_TO: {

@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from contracts import schemas
+from contracts.messages import DeadLetterHeaders, DeleteHeaders, ImportHeaders, PredictHeaders, ReplyHeaders, StatusEvent, TrainHeaders
 from contracts.frames import JSON, PARQUET, TARGET_METADATA_KEY
 from contracts.status import JobKind, Status
 from contracts.topology import CloudEvent, EventKind, Header, MessageType
@@ -146,7 +147,7 @@ def messages() -> dict[str, Any]:
     """Every message of the contract, by its `messageId`."""
     reply_props = {"correlation_id": {"description": "the request's correlation_id", "required": True}}
     train_extra = {Header.RECLAIM_TOKEN: {"type": "string"}}  # a job published again from the store
-    train = {kind: headers_schema(schemas.TrainHeaders, train_extra, kind={"enum": [kind]}) for kind in (JobKind.FIT.value, JobKind.UPDATE.value)}
+    train = {kind: headers_schema(TrainHeaders, train_extra, kind={"enum": [kind]}) for kind in (JobKind.FIT.value, JobKind.UPDATE.value)}
     event_extra: dict[str, Any] = {
         CloudEvent.SPECVERSION: {"type": "string", "const": CloudEvent.VERSION},
         CloudEvent.ID: {"type": "string"},
@@ -156,7 +157,7 @@ def messages() -> dict[str, Any]:
         CloudEvent.SUBJECT: {"type": "string"},
     }
     event = headers_schema(
-        schemas.StatusEvent,
+        StatusEvent,
         event_extra,
         event={"enum": [k.value for k in EventKind], "description": "`status`: a version changed status (x-version, x-status; "
                "x-error-message when failed). `deleted`: the model and its versions are gone. `alias`: an alias was set, moved "
@@ -165,9 +166,9 @@ def messages() -> dict[str, Any]:
         status={"enum": [s.value for s in Status]},
     )
     event["required"] = [Header.EVENT, Header.MODEL_KEY, Header.FAMILY, *event_extra]
-    dead = headers_schema(schemas.DeadLetterHeaders)
+    dead = headers_schema(DeadLetterHeaders)
     dead["description"] = "the job's own headers, as published, and these two"
-    reply = headers_schema(schemas.ReplyHeaders)
+    reply = headers_schema(ReplyHeaders)
     return {
         "fit": _message(
             "fit", MessageType.FIT, "train a new version of a model (sklearn fit)", train[JobKind.FIT.value], _training_body(), PARQUET,
@@ -182,18 +183,18 @@ def messages() -> dict[str, Any]:
             "For families that support update; the frame has the columns of the first fit.",
         ),
         "predict": _message(
-            "predict", MessageType.PREDICT, "predict with a model", headers_schema(schemas.PredictHeaders),
+            "predict", MessageType.PREDICT, "predict with a model", headers_schema(PredictHeaders),
             {**PARQUET_FRAME, "description": "x as a Parquet file, the columns the model was trained on"}, PARQUET, _RPC,
             "Answered by a `reply`: the prediction as Parquet, one column per target (or class, for predict_proba).",
         ),
         "delete": _message(
-            "delete", MessageType.DELETE, "delete a model and all its versions", headers_schema(schemas.DeleteHeaders),
+            "delete", MessageType.DELETE, "delete a model and all its versions", headers_schema(DeleteHeaders),
             _EMPTY, JSON, _RPC,
             "As `DELETE /models/{model_key}`; answered by a `deleteReply`; a `deleted` event follows.",
         ),
         "import": _message(
             "import", MessageType.IMPORT, "store a model trained elsewhere as a new done version",
-            headers_schema(schemas.ImportHeaders), {"type": "string", "format": "binary", "description": "the skops file or ONNX graph"},
+            headers_schema(ImportHeaders), {"type": "string", "format": "binary", "description": "the skops file or ONNX graph"},
             "application/octet-stream", _RPC,
             "Answered by a `reply` whose body is the JSON `{model_key, version}`.",
         ),

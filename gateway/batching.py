@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from contracts.errors import DeadlineExceeded, InvalidInput, MLServerError
 from contracts.frames import ParquetCodec, Rows, concat_rows
-from contracts.schemas import PredictHeaders, read_reply
+from contracts.messages import PredictJob, read_reply
 
 from . import metrics
 
@@ -41,9 +41,6 @@ log = logging.getLogger(__name__)
 
 # Broker.call: (family, body, headers, timeout) -> (reply headers, reply body)
 Call = Callable[[str, bytes, dict[str, Any], float], Awaitable[tuple[dict[str, Any], bytes]]]
-
-_PREDICT_HEADERS = PredictHeaders()
-
 
 @dataclass
 class Answer:
@@ -105,8 +102,7 @@ class Coalescer:
         key = (family, model_key, version, alias, kwargs_key, rows.schema)
         group = self._groups.get(key)
         if group is None:
-            headers = _PREDICT_HEADERS.dump({"model_key": model_key, "version": version, "alias": alias, "kwargs": kwargs})
-            group = self._groups[key] = _Group(family, {k: v for k, v in headers.items() if v is not None})
+            group = self._groups[key] = _Group(family, PredictJob(model_key, version, alias, kwargs).headers())
         loop = asyncio.get_running_loop()
         waiter = _Waiter(rows, loop.time() + timeout, loop.create_future())
         group.queued.append(waiter)

@@ -53,7 +53,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from contracts import amqp
 from contracts.errors import InvalidInput, NotFound, TooManyRequests, Unavailable
-from contracts.schemas import MODEL_KEY, EventsQuery, FeedQuery, StatusEvent
+from contracts.schemas import MODEL_KEY, EventsQuery, FeedQuery
+from contracts.messages import StatusEvent
 from contracts.status import Status
 from contracts.topology import EventKind, Topology
 

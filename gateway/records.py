@@ -11,15 +11,15 @@ import asyncio
 import time
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from contracts.errors import NotFound, NotTrained, TrainingFailed, Unavailable
 from contracts import lifecycle
 from contracts.families import BUILTIN, FamilyInfo
-from contracts.lifecycle import model_of, version_of
+from contracts.lifecycle import Move, model_of, version_of
 from contracts.status import JobKind, Status
-from contracts.store import Artifact, Family as FamilyRow, Model, Payload, Tag, TrainingSession, model_row, retry_on_conflict, utcnow
+from contracts.store import Artifact, Family as FamilyRow, Model, Payload, Tag, TrainingSession, model_row, retry_on_conflict
 
 from .registry import MODEL
 
@@ -144,9 +144,8 @@ class Records:
     async def fail(self, session_id: int, error: str) -> None:
         async with self.sessions.begin() as db:
             await db.execute(
-                update(TrainingSession)
-                .where(TrainingSession.id == session_id, TrainingSession.status == Status.QUEUED)
-                .values(status=Status.FAILED, error=error, finished_at=utcnow())
+                # Only while still queued: a message that went out after all may be running already.
+                lifecycle.move(Move.FAIL, TrainingSession.id == session_id, TrainingSession.status == Status.QUEUED, error=error)
             )
             await db.execute(delete(Payload).where(Payload.session_id == session_id))
 
@@ -157,9 +156,7 @@ class Records:
             return
         async with self.sessions.begin() as db:
             await db.execute(
-                update(TrainingSession)
-                .where(TrainingSession.id.in_(session_ids), TrainingSession.status.in_([Status.QUEUED, Status.RUNNING]))
-                .values(status=Status.FAILED, error=error, finished_at=utcnow(), lease_owner=None, lease_expires=None)
+                lifecycle.move(Move.CANCEL, TrainingSession.id.in_(session_ids), error=error, lease_owner=None, lease_expires=None)
             )
             await db.execute(delete(Payload).where(Payload.session_id.in_(session_ids)))
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.errors import Conflict, InvalidInput, NotFound, NotTrained
 from contracts.status import Status
+from contracts import lifecycle
 from contracts.lifecycle import Action, model_of, record, version_of
 from contracts.store import Alias, HistoryEntry, Model, Tag, TrainingSession, retry_on_conflict, utcnow
 
@@ -47,7 +48,7 @@ class Registry:
                     raise NotFound(f"model {model_key!r} has no version {version}", fields={"version": ["unknown"]})
                 if status is not Status.DONE:
                     raise NotTrained(f"version {version} of model {model_key!r} is {status.value}: an alias points at a done version")
-                row = (await db.execute(select(Alias).where(Alias.model_id == model.id, Alias.name == alias))).scalar_one_or_none()
+                row = await lifecycle.alias(db, model.id, alias)
                 before = row.version if row is not None else None
                 if row is None:
                     db.add(Alias(model_id=model.id, name=alias, version=version, updated_at=utcnow(), updated_by=actor))
@@ -62,7 +63,7 @@ class Registry:
         """Remove `alias`; (the model, the version it pointed at). Conflict when the model serves it."""
         async with self.sessions.begin() as db:
             model = await model_of(db, model_key)
-            row = (await db.execute(select(Alias).where(Alias.model_id == model.id, Alias.name == alias))).scalar_one_or_none()
+            row = await lifecycle.alias(db, model.id, alias)
             if row is None:
                 raise NotFound(f"model {model_key!r} has no alias {alias!r}", fields={"alias": ["unknown"]})
             if model.serving == alias:
@@ -83,10 +84,7 @@ class Registry:
             if "serving" in changes:
                 serving = changes["serving"]
                 if serving is not None:
-                    found = (
-                        await db.execute(select(Alias.version).where(Alias.model_id == model.id, Alias.name == serving))
-                    ).scalar_one_or_none()
-                    if found is None:
+                    if await lifecycle.alias(db, model.id, serving) is None:
                         raise InvalidInput(
                             f"serving: model {model_key!r} has no alias {serving!r} (set it first: PUT /models/{model_key}/aliases/{serving})",
                             fields={"serving": [f"no alias {serving!r}"]},

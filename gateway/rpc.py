@@ -60,6 +60,7 @@ class Broker:
         for family in s.families:
             await amqp.declare_train(self.channel, self.topology, family, s.max_train_queue)
             await amqp.declare_predict(self.channel, self.topology, family, s.max_predict_queue, self.quorum_predicts)
+            await amqp.declare_imports(self.channel, self.topology, family, self.quorum_predicts)
         self.reply_channel = await self.connection.channel(publisher_confirms=False)
         self.reply_queue = await self.reply_channel.declare_queue(
             self.topology.reply_queue(self.instance), exclusive=True, auto_delete=True
@@ -134,7 +135,8 @@ class Broker:
                 reply_to=self.reply_queue.name,
                 expiration=timeout,
             )
-            await self._publish(message, self.topology.predict_key(family), what=kind)
+            key = self.topology.import_key(family) if kind == MessageType.IMPORT else self.topology.predict_key(family)
+            await self._publish(message, key, what=kind)
             try:
                 return await asyncio.wait_for(future, timeout)
             except asyncio.TimeoutError:

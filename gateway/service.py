@@ -21,7 +21,7 @@ from contracts.families import FamilyInfo
 from contracts.frames import PARQUET, ParquetCodec, digest_frames, labelled
 from contracts.pandas_json import write_answer, write_array
 from contracts.responses import PredictResponse, StatusResponse
-from contracts.schemas import ImportHeaders, TrainHeaders, read_reply
+from contracts.messages import ImportJob, TrainJob, read_reply
 from contracts.status import Backend, JobKind, Status
 from contracts.store import TrainingSession
 from contracts.topology import EventKind, MessageType
@@ -139,22 +139,13 @@ async def publish(
     backend: Backend | None = None,
 ) -> None:
     """Queue the job of a session written as `queued`; the session is marked failed if that can't be done."""
-    job = {
-        "job_id": session.id,
-        "model_key": key,
-        "family": family,
-        "version": session.version,
-        "kind": kind,
-        "modkwargs": modkwargs,
-        "algkwargs": algkwargs,
-        "backend": backend,
-    }
+    job = TrainJob(key, family, kind, session.id, session.version, modkwargs=modkwargs, algkwargs=algkwargs, backend=backend)
     try:
         if len(body) > app[SETTINGS].inline_limit:
             # Too big for one broker message (RabbitMQ 4 caps them at 16 MiB): by reference.
-            job["payload_id"] = await app[RECORDS].store_payload(session.id, body)
+            job.payload_id = await app[RECORDS].store_payload(session.id, body)
             body = b""
-        headers = {k: v for k, v in TrainHeaders().dump(job).items() if v is not None}
+        headers = job.headers()
         await app[BROKER].publish_job(family, body, headers, kind.value)
     except Exception as e:
         # Never a queued session without a message: the caller is told, and so is the store.
@@ -199,25 +190,17 @@ async def import_model(
                 raise Conflict(f"a model named {params['name']!r} exists ({key}): POST /models/{key}/import adds a version to it")
             _, latest = await app[RECORDS].status(family.name, key)
             return key, latest.version, False
-    job: dict[str, Any] = {
-        "model_key": key,
-        "family": family.name,
-        "name": params["name"],
-        "format": fmt,
-        "features": params["features"],
-        "types": params["types"],
-        "actor": actor,
-    }
+    job = ImportJob(key, family.name, fmt, params["name"], params["features"], params["types"], actor)
     body = blob
     if len(blob) > app[SETTINGS].inline_limit:
-        job["payload_id"] = await app[RECORDS].store_payload(None, blob)
+        job.payload_id = await app[RECORDS].store_payload(None, blob)
         body = b""
-    headers = {k: v for k, v in ImportHeaders().dump(job).items() if v is not None}
+    headers = job.headers()
     try:
         reply_headers, reply = await app[BROKER].call(family.name, body, headers, IMPORT_TIMEOUT, MessageType.IMPORT)
     except Exception:
-        if "payload_id" in job:  # the consumer drops it once it has read it; unread, it would stay
-            await app[RECORDS].drop_payload(job["payload_id"])
+        if job.payload_id is not None:  # the consumer drops it once it has read it; unread, it would stay
+            await app[RECORDS].drop_payload(job.payload_id)
         raise
     answer = orjson.loads(read_reply(reply_headers, reply, body_field="file"))
     return key, int(answer["version"]), True

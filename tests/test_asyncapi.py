@@ -16,7 +16,7 @@ import pytest
 
 from contracts.settings import Settings
 from contracts.status import JobKind
-from contracts.topology import CloudEvent, EventKind, Header, MessageType, Topology
+from contracts.topology import IMPORT_QUEUE_LENGTH, CloudEvent, EventKind, Header, MessageType, Topology
 from gateway.asyncapi import FAMILY, MODEL_KEY, build
 
 SCHEMA = Path(__file__).parent / "asyncapi" / "asyncapi-2.6.0.schema.json"
@@ -56,6 +56,7 @@ def contract_gaps(document: dict[str, Any], settings: Settings) -> list[str]:
     expected = {
         t.train_key(FAMILY): ("routingKey", t.jobs_exchange, "direct", t.train_queue(FAMILY), t.train_queue_arguments(settings.max_train_queue)),
         t.predict_key(FAMILY): ("routingKey", t.jobs_exchange, "direct", t.predict_queue(FAMILY), t.predict_queue_arguments(settings.max_predict_queue)),
+        t.import_key(FAMILY): ("routingKey", t.jobs_exchange, "direct", t.import_queue(FAMILY), t.predict_queue_arguments(IMPORT_QUEUE_LENGTH)),
         t.event_key(FAMILY, MODEL_KEY): ("routingKey", t.events_exchange, "topic", None, None),
         t.dead_queue(FAMILY): ("queue", t.dead_exchange, "direct", t.dead_queue(FAMILY), t.dead_queue_arguments()),
     }

@@ -25,7 +25,7 @@ from contracts import frames
 from contracts.errors import DecodeError, PayloadTooLarge
 from contracts.frames import PARQUET
 from contracts.pandas_json import parse
-from contracts.schemas import PredictHeaders, TrainHeaders, read_reply
+from contracts.messages import PredictHeaders, TrainHeaders, read_reply
 from contracts.settings import Settings, SettingsError
 from contracts.status import JobKind
 from contracts.topology import MessageType, Topology

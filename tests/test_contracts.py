@@ -13,7 +13,8 @@ from consumers.families import BUILTIN, FamilyError, load_family
 from contracts.errors import DecodeError, NotFound, from_wire
 from contracts.frames import ParquetCodec, decode_training, encode_training, normalize
 from contracts.pandas_json import JsonCodec
-from contracts.schemas import FitRequest, PredictHeaders, TrainHeaders
+from contracts.schemas import FitRequest
+from contracts.messages import PredictHeaders, TrainHeaders
 from contracts.settings import Settings, SettingsError
 from contracts.status import Backend, JobKind
 
@@ -76,7 +77,7 @@ def test_fit_schema_names_the_bad_fields() -> None:
 def test_headers_round_trip_through_the_same_schema() -> None:
     job = {"job_id": 3, "model_key": "logreg-abc", "family": "logreg", "version": 2, "kind": JobKind.UPDATE, "modkwargs": {"C": 1}, "algkwargs": {}, "backend": Backend.ONNX}
     loaded = TrainHeaders().load(TrainHeaders().dump(job))
-    assert {k: loaded[k] for k in job} == job  # fields left out come back as their defaults
+    assert {k: getattr(loaded, k) for k in job} == job  # fields left out come back as their defaults
     with pytest.raises(ValidationError) as e:
         PredictHeaders().load({"x-model-key": "../../etc"})
     assert "x-model-key" in e.value.messages

@@ -14,7 +14,7 @@ import aio_pika
 import pytest
 import requests
 
-from contracts.schemas import StatusEvent
+from contracts.messages import StatusEvent
 from contracts.topology import EventKind, Topology
 from gateway.auth import new_token
 

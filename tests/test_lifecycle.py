@@ -27,7 +27,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.engine import make_url
 
 from contracts.frames import PARQUET, encode_training
-from contracts.schemas import TrainHeaders
+from contracts.messages import TrainHeaders
 from contracts.status import JobKind
 from contracts.store import Artifact, Model, TrainingSession
 from contracts.topology import MessageType, Topology

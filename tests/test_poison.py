@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import requests
 
-from consumers.worker import MAX_ATTEMPTS
+from consumers.training import MAX_ATTEMPTS
 from contracts.topology import Topology
 
 from .stack import BROKER_URL, Stack, wait_for

@@ -15,7 +15,7 @@ import requests
 from sqlalchemy import select
 
 from contracts.frames import PARQUET, encode_training
-from contracts.schemas import TrainHeaders
+from contracts.messages import TrainHeaders
 from contracts.status import JobKind
 from contracts.store import Artifact
 from contracts.topology import MessageType, Topology
