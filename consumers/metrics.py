@@ -47,6 +47,12 @@ PREDICT_ROWS = Histogram(
     ["family"],
     buckets=(1, 10, 100, 1_000, 10_000, 100_000, 1_000_000),
 )
+PREDICT_GROUPS = Histogram(
+    "ml_server_consumer_predict_group_messages",
+    "Predict messages answered by one predict call (those delivered together for the same model, version and arguments)",
+    ["family"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 CACHE_LOOKUPS = Counter(
     "ml_server_consumer_model_cache",
     "Lookups of a loaded model in the consumer's cache, by result (hit, miss)",

@@ -41,8 +41,6 @@ from .sandbox import ModelCrashed, PredictProcesses
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
-
 # Frames up to this many rows are predicted on the event loop; bigger ones in a thread.
 INLINE_ROWS = 2_000
 # Versions whose overruns in a row a runtime counts at once.
@@ -91,6 +89,56 @@ class Runtime:
         if table.num_rows > INLINE_ROWS:
             return await asyncio.to_thread(predict_table, self.family, loaded, table, method, kwargs)
         return predict_table(self.family, loaded, table, method, kwargs)
+
+    async def answer_many(self, job: PredictJob, bodies: list[bytes]) -> list[bytes | MLServerError]:
+        """The answers of several predict messages for the same model, version and arguments (`job`), in
+        order: their rows predicted in one call and the answer split by position. A body that can't be read
+        gets its own error; when the rows can't go together (an index of their own, other columns, an
+        imported model, too many rows) or the call fails, each is answered alone, so one bad request fails alone."""
+        answers: list[bytes | MLServerError] = []
+        tables: list[pa.Table | None] = []
+        for body in bodies:
+            try:
+                table = check_table(ParquetCodec.decode_table(body))
+            except MLServerError as e:
+                answers.append(e)
+                tables.append(None)
+            else:
+                answers.append(b"")
+                tables.append(table)
+        good = [t for t in tables if t is not None]
+        try:
+            loaded = await self.loaded(job.model_key, job.version, job.alias)
+        except MLServerError as e:
+            return [a if isinstance(a, MLServerError) else e for a in answers]
+        together = (
+            len(good) > 1
+            and not loaded.isolated
+            and sum(t.num_rows for t in good) <= INLINE_ROWS
+            and all(t.schema.remove_metadata() == good[0].schema.remove_metadata() and has_default_index(t) for t in good)
+        )
+        if together:
+            kwargs = dict(job.kwargs)
+            method = kwargs.pop("method", "predict")
+            try:
+                whole = ParquetCodec.decode_table(predict_table(self.family, loaded, pa.concat_tables(good, promote_options="none"), method, kwargs))
+            except MLServerError:
+                together = False  # answered one by one below: the bad request fails alone
+            else:
+                start = 0
+                for i, table in enumerate(tables):
+                    if table is not None:
+                        metrics.PREDICT_ROWS.labels(self.family.name).observe(table.num_rows)
+                        answers[i] = ParquetCodec.encode_table(whole.slice(start, table.num_rows))
+                        start += table.num_rows
+        if not together:
+            for i, body in enumerate(bodies):
+                if tables[i] is not None:
+                    try:
+                        answers[i] = await self.answer(job.headers(), body)
+                    except MLServerError as e:
+                        answers[i] = e
+        return answers
 
     async def loaded(self, model_key: str, version: int | None, alias: str | None = None) -> Loaded:
         """The model to answer with, from memory when it is there: no SQL per predict."""

@@ -35,7 +35,7 @@ from contracts.amqp import settle
 from contracts.errors import InvalidInput, MLServerError
 from contracts.events import event_headers
 from contracts.frames import JSON, PARQUET
-from contracts.messages import ImportJob, Reply, StatusEvent
+from contracts.messages import ImportJob, PredictJob, Reply, StatusEvent
 from contracts.settings import Settings
 from contracts.status import Status
 from contracts.store import make_engine
@@ -110,7 +110,9 @@ class Consumer:
         self._predicts_in_flight = 0
         self._predicts_idle = asyncio.Event()
         self._predicts_idle.set()
-        self._warming: set[asyncio.Task[None]] = set()  # V2 repository `load`s under way
+        self._warming: set[asyncio.Task[None]] = set()
+        # Predicts gathering for one predict call, by (family, model, version, alias, kwargs): those waiting on the first.
+        self._grouped: dict[tuple[Any, ...], list[tuple[AbstractIncomingMessage, asyncio.Future[None]]]] = {}  # V2 repository `load`s under way
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -269,7 +271,10 @@ class Consumer:
             self._predicts_in_flight += 1
             self._predicts_idle.clear()
             try:
-                await self._answer(served, message)
+                if message.type in (MessageType.IMPORT, MessageType.DELETE):
+                    await self._answer(served, message)
+                else:
+                    await self._predict(served, message)
             finally:
                 self._predicts_in_flight -= 1
                 if not self._predicts_in_flight:
@@ -277,11 +282,53 @@ class Consumer:
 
         return on_predict
 
-    async def _answer(self, served: Served, message: AbstractIncomingMessage) -> None:
-        family = served.family.name
+    async def _predict(self, served: Served, message: AbstractIncomingMessage) -> None:
+        """Predicts already delivered for the same model, version and arguments are answered by one
+        predict call (`Runtime.answer_many`), each on its own reply queue. The first of them waits one turn
+        of the event loop for the others it came with; a lone one is answered at once."""
+        try:
+            job = PredictJob.read(message.headers or {})
+        except ValidationError:
+            await self._answer(served, message)  # answered with the error that names the header
+            return
+        key = (served.family.name, job.model_key, job.version, job.alias, orjson.dumps(job.kwargs, option=orjson.OPT_SORT_KEYS))
+        waiting = self._grouped.get(key)
+        if waiting is not None:  # another predict of the same group is gathering: it answers this one too
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiting.append((message, done))
+            await done
+            return
+        waiting = self._grouped[key] = []
+        await asyncio.sleep(0)  # one turn: the deliveries read with this one join it
+        del self._grouped[key]
+        if not waiting:
+            metrics.PREDICT_GROUPS.labels(served.family.name).observe(1)
+            await self._answer(served, message)
+            return
+        group = [message, *(m for m, _ in waiting)]
+        metrics.PREDICT_GROUPS.labels(served.family.name).observe(len(group))
         started = metrics.clock()
-        body, status = b"", 200
-        importing = message.type in (MessageType.IMPORT, MessageType.DELETE)  # answered in JSON, not counted as predicts
+        answers: list[bytes | BaseException]
+        try:
+            answers = [*await served.runtime.answer_many(job, [m.body for m in group])]
+        except Exception as e:  # noqa: BLE001 - every caller always gets an answer
+            log.exception("predict failed unexpectedly")
+            answers = [e] * len(group)
+        try:
+            for m, answer in zip(group, answers):
+                reply = _reply(answer)
+                metrics.predict_answered(served.family.name, reply.status, started)
+                await self._send(m, answer if isinstance(answer, bytes) else b"", reply, PARQUET)
+        finally:
+            for _, done in waiting:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _answer(self, served: Served, message: AbstractIncomingMessage) -> None:
+        """One RPC on its own: a predict, a delete or an import (these two answered in JSON, not counted as predicts)."""
+        started = metrics.clock()
+        body = b""
+        importing = message.type in (MessageType.IMPORT, MessageType.DELETE)
         try:
             if message.type == MessageType.DELETE:
                 body = await self._delete(served, message)
@@ -290,15 +337,16 @@ class Consumer:
             else:
                 body = await served.runtime.answer(message.headers or {}, message.body)
             reply = Reply(200)
-        except MLServerError as e:
-            status = e.status
-            reply = Reply.error(e, contract.error_fields(e))
         except Exception as e:  # noqa: BLE001 - the caller always gets an answer
-            status = 500
-            log.exception("%s failed unexpectedly", "import" if importing else "predict")
-            reply = Reply(500, "internal_error", f"{type(e).__name__}: {e}", {})
+            if not isinstance(e, MLServerError):
+                log.exception("%s failed unexpectedly", "import" if importing else "predict")
+            reply = _reply(e)
         if not importing:
-            metrics.predict_answered(family, status, started)
+            metrics.predict_answered(served.family.name, reply.status, started)
+        await self._send(message, body, reply, JSON if importing else PARQUET)
+
+    async def _send(self, message: AbstractIncomingMessage, body: bytes, reply: Reply, content_type: str) -> None:
+        """The reply on the caller's queue (when it gave one), then the ack."""
         if message.reply_to:
             try:
                 if self.reply_channel.is_closed:  # only after a reconnect: no wait on the predict path otherwise
@@ -308,14 +356,14 @@ class Consumer:
                         body,
                         headers=reply.headers(),
                         correlation_id=message.correlation_id,
-                        content_type=JSON if importing else PARQUET,
+                        content_type=content_type,
                         type=MessageType.REPLY,
                     ),
                     routing_key=message.reply_to,
                     mandatory=False,
                 )
             except (AMQPError, ConnectionError, RuntimeError) as e:
-                log.warning("predict reply (status %s) not delivered: %s", status, e)
+                log.warning("reply (status %s) not delivered: %s", reply.status, e)
         await settle(message.ack())
 
     async def _reply_channel_open(self, expiration: Any) -> None:
@@ -376,3 +424,10 @@ class Consumer:
         return answer
 
 
+def _reply(answer: bytes | BaseException) -> Reply:
+    """The reply headers of an answer, or of the error that ended it (an unexpected one is a 500 naming its type)."""
+    if isinstance(answer, bytes):
+        return Reply(200)
+    if isinstance(answer, MLServerError):
+        return Reply.error(answer, contract.error_fields(answer))
+    return Reply(500, "internal_error", f"{type(answer).__name__}: {answer}", {})

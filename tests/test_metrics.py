@@ -192,3 +192,64 @@ def test_run_gives_each_consumer_its_own_metrics_port() -> None:
         "consumer c": 9466,
     }
     assert set(metrics_ports(0, ["consumer a", "consumer b"]).values()) == {0}
+
+
+def test_predicts_delivered_together_are_answered_by_one_call_each_with_its_own_rows(metered: tuple[Stack, str]) -> None:
+    """Direct AMQP callers don't pass the gateway's coalescer: the consumer groups what it was delivered."""
+    import asyncio
+    import uuid
+
+    import aio_pika
+    from sklearn.linear_model import LogisticRegression
+
+    from contracts.frames import PARQUET, ParquetCodec
+    from contracts.messages import PredictJob, read_reply
+    from contracts.topology import MessageType, Topology
+
+    stack, url = metered
+    trained = fit(stack, f"{stack.namespace}-grouped")
+    x, y = data(60, seed=len(f"{stack.namespace}-grouped"))
+    expected = LogisticRegression().fit(x, y)
+    before = scrape(url)
+    requests_ = [data(1 + i % 3, seed=100 + i)[0] for i in range(120)]
+    bad = 7  # not Parquet: refused alone, the others still answered
+
+    async def burst() -> dict[int, tuple[dict[str, object], bytes]]:
+        t = Topology(stack.namespace)
+        connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+        async with connection:
+            channel = await connection.channel()
+            replies = await channel.declare_queue(exclusive=True, auto_delete=True)
+            got: dict[int, tuple[dict[str, object], bytes]] = {}
+            every = asyncio.get_running_loop().create_future()
+
+            async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                got[int(message.correlation_id or -1)] = (dict(message.headers or {}), message.body)
+                if len(got) == len(requests_) and not every.done():
+                    every.set_result(None)
+
+            await replies.consume(on_reply, no_ack=True)
+            exchange = await channel.get_exchange(t.jobs_exchange)
+            headers = PredictJob(str(trained["model_key"])).headers()
+            for i, frame in enumerate(requests_):
+                body = b"not parquet" if i == bad else ParquetCodec.encode(frame, index=False)
+                message = aio_pika.Message(body, headers=headers, content_type=PARQUET, type=MessageType.PREDICT,
+                                           correlation_id=str(i), reply_to=replies.name, message_id=uuid.uuid4().hex)
+                await exchange.publish(message, routing_key=t.predict_key("logreg"))
+            await asyncio.wait_for(every, 60)
+            return got
+
+    got = asyncio.run(burst())
+    for i, frame in enumerate(requests_):
+        headers, body = got[i]
+        if i == bad:
+            assert headers["x-status"] == 422, headers
+            continue
+        answer = ParquetCodec.decode(read_reply(headers, body))
+        assert answer["t"].tolist() == expected.predict(frame).tolist(), i
+    after = scrape(url)
+    fam = {"family": "logreg"}
+    calls = value(after, "ml_server_consumer_predict_group_messages_count", **fam) - value(before, "ml_server_consumer_predict_group_messages_count", **fam)
+    messages = value(after, "ml_server_consumer_predict_group_messages_sum", **fam) - value(before, "ml_server_consumer_predict_group_messages_sum", **fam)
+    assert messages == len(requests_)
+    assert calls < messages, (calls, messages)  # some were answered together
