@@ -62,6 +62,8 @@ def plan(mlserver: bool, only: str = "all") -> list[dict[str, Any]]:
                 add(kind, clients, rows)
     if only == "v2":
         out = [sc for sc in out if sc["kind"] in ("echo", "mlserver", *V2_KINDS)]
+    elif only == "amqp":
+        out = [sc for sc in out if sc["kind"] in ("echo", "amqp")]
     return out
 
 

@@ -1,7 +1,7 @@
 """Side-by-side benchmark of ml-server, in one run, on this machine.
 
     .venv/bin/python -m benchmarks.run [--quick] [--out DIR] [--mlserver] [--soak SECONDS] [--http-loadgen auto|wrk|python]
-                                       [--only all|v2]
+                                       [--only all|v2|amqp]
 
 Measures, against the local RabbitMQ (ML_SERVER_BENCH_BROKER_URL, default
 amqp://guest:guest@127.0.0.1:5672/):
@@ -31,6 +31,7 @@ amqp://guest:guest@127.0.0.1:5672/):
 - the Open Inference Protocol (`POST /v2/models/{model_key}/infer`): one FP64 tensor of rows x 10, JSON both
   ways (as MLServer is asked) and binary both ways (Triton's extension), at 1 and 32 connections, 1 and 1,000
   rows; `--only v2` measures these, the echo floor and MLServer only (one 10,000-row fit, no soak);
+  `--only amqp` direct AMQP and the echo floor only (one 10,000-row fit, no soak);
 - with --mlserver: Seldon MLServer (scikit-learn runtime, same model, V2 JSON) installed on
   demand into benchmarks/.venv-mlserver, driven by the same load generator as ml-server's HTTP rows.
 
@@ -89,7 +90,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="load generator of the HTTP rows: wrk when installed (auto, the default), wrk, or the Python one",
     )
-    p.add_argument("--only", choices=("all", "v2"), default="all", help="v2: only the Open Inference Protocol's rows and their references")
+    p.add_argument(
+        "--only", choices=("all", "v2", "amqp"), default="all",
+        help="v2: only the Open Inference Protocol's rows and their references; amqp: only direct AMQP and the echo floor",
+    )
     args = p.parse_args(argv)
     if args.soak is not None and args.soak < 0:
         p.error("--soak must not be negative")
@@ -133,7 +137,7 @@ def measure_all(args: argparse.Namespace, results: dict[str, Any], procs: Proces
     print("fit through ml-server (POST /families/logreg/models, submit to done) ...", flush=True)
     results["fit"] = {}
     predict_key = None
-    for rows in (10_000,) if args.only == "v2" else (10_000, 100_000):
+    for rows in (10_000,) if args.only != "all" else (10_000, 100_000):
         f = fit_through_server(url, rows, f"bench-{rows}")
         results["fit"][rows] = f
         predict_key = predict_key or f["model_key"]
@@ -165,10 +169,11 @@ def measure_all(args: argparse.Namespace, results: dict[str, Any], procs: Proces
     loadgens.append(loadgen)
     results["load"] = run_load(loadgen, wrk, spec, scenarios, url)
 
-    print("one gateway process against two on one port (`--workers 2`; seed JSON, 32 connections) ...", flush=True)
-    results["gateways"] = measure_gateways(procs, workdir, spec, loadgen, wrk)
-    for rows, speedup in speedups(results["gateways"]).items():
-        print(f"  2 gateways / 1 at {rows:,} row{'s' if rows != 1 else ''}: {speedup:.2f}×" if speedup else f"  {rows} rows: no ratio", flush=True)
+    if args.only == "all":
+        print("one gateway process against two on one port (`--workers 2`; seed JSON, 32 connections) ...", flush=True)
+        results["gateways"] = measure_gateways(procs, workdir, spec, loadgen, wrk)
+        for rows, speedup in speedups(results["gateways"]).items():
+            print(f"  2 gateways / 1 at {rows:,} row{'s' if rows != 1 else ''}: {speedup:.2f}×" if speedup else f"  {rows} rows: no ratio", flush=True)
 
     soak_seconds = results["soak_seconds"]
     if soak_seconds > 0:
@@ -218,7 +223,7 @@ def write(results: dict[str, Any], out: Path) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     duration, warmup = (1.0, 0.3) if args.quick else (3.0, 0.7)
-    soak_seconds = args.soak if args.soak is not None else 0.0 if args.only == "v2" else (20.0 if args.quick else 300.0)
+    soak_seconds = args.soak if args.soak is not None else 0.0 if args.only != "all" else (20.0 if args.quick else 300.0)
     workdir = Path(tempfile.mkdtemp(prefix="ml-server-bench-"))
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     procs = Processes(workdir)
