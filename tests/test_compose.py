@@ -19,6 +19,7 @@ import yaml
 from consumers.families import BUILTIN
 from contracts.frames import PARQUET, ParquetCodec, encode_training
 from contracts.settings import SETTINGS
+from gateway.auth import new_token
 
 from .conftest import IN_CI, _postgres_answers
 from .stack import BROKER_URL, POSTGRES_URL, free_port, purge_namespace, wait_for
@@ -55,7 +56,7 @@ def test_compose_file_serves_every_family_with_known_settings_and_required_secre
         assert {"ML_SERVER_BROKER_URL", "ML_SERVER_DATABASE_URL", "ML_SERVER_SECRET"} <= set(env)
 
     # Every secret must be given by the operator: `${VAR:?message}`, never `${VAR:-default}`.
-    for var in ("ML_SERVER_SECRET", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD"):
+    for var in ("ML_SERVER_SECRET", "ML_SERVER_TOKENS", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD"):
         uses = re.findall(r"\$\{" + var + r"(:?[-?][^}]*)?\}", text)
         assert uses and all(u.startswith(":?") for u in uses), (var, uses)
 
@@ -86,7 +87,11 @@ def test_every_compose_service_command_starts_here_with_its_environment(tmp_path
     database = f"mls_compose_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
-    variables = {"RABBITMQ_PASSWORD": "not-used-here", "POSTGRES_PASSWORD": "not-used-here", "ML_SERVER_SECRET": uuid.uuid4().hex}
+    token, entry = new_token("write", "compose")
+    variables = {
+        "RABBITMQ_PASSWORD": "not-used-here", "POSTGRES_PASSWORD": "not-used-here", "ML_SERVER_SECRET": uuid.uuid4().hex,
+        "ML_SERVER_TOKENS": entry,
+    }
     namespace = f"test-compose-{uuid.uuid4().hex[:6]}"
     gateway_port = free_port()
     local = {
@@ -118,13 +123,15 @@ def test_every_compose_service_command_starts_here_with_its_environment(tmp_path
         consumers = sorted(n for n in services if n.startswith("consumer-"))
         for name in consumers:
             start(name, ML_SERVER_METRICS_PORT=str(free_port()))
-        start("gateway", ML_SERVER_PORT=str(gateway_port), ML_SERVER_ALLOW_UNAUTHENTICATED="true")
+        start("gateway", ML_SERVER_PORT=str(gateway_port))  # on 0.0.0.0, as in compose: it needs the tokens
         url = f"http://127.0.0.1:{gateway_port}"
+        http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {token}"
 
         def all_up() -> bool:
             for name, proc in procs:
                 assert proc.poll() is None, f"{name} exited: {logs[name].read_text()[-3000:]}"
-            r = requests.get(f"{url}/families", timeout=2)
+            r = http.get(f"{url}/families", timeout=2)
             return r.ok and {f["name"] for f in r.json()["families"]} >= {n.removeprefix("consumer-") for n in consumers}
 
         wait_for(all_up, 180, interval=0.5, what="every compose service up")
@@ -134,12 +141,13 @@ def test_every_compose_service_command_starts_here_with_its_environment(tmp_path
 
         x = pd.DataFrame(np.random.default_rng(3).normal(size=(50, 3)), columns=["a", "b", "c"])
         y = pd.DataFrame({"t": (x["a"] > 0).astype(int)})
-        r = requests.put(f"{url}/logreg", data=encode_training(x, y), params={"name": "compose"}, headers={"Content-Type": PARQUET}, timeout=30)
+        r = http.put(f"{url}/logreg", data=encode_training(x, y), params={"name": "compose"}, headers={"Content-Type": PARQUET}, timeout=30)
         assert r.status_code == 200 and r.json()["status"] == "Queued", r.text
         key = r.json()["model_key"]
-        wait_for(lambda: requests.get(f"{url}/logreg", params={"model_key": key}, timeout=5).json()["status"] == "Done", 60, what="fit done")
-        r = requests.post(f"{url}/logreg", params={"model_key": key}, data=ParquetCodec.encode(x.head(4)), headers={"Content-Type": PARQUET}, timeout=30)
+        wait_for(lambda: http.get(f"{url}/logreg", params={"model_key": key}, timeout=5).json()["status"] == "Done", 60, what="fit done")
+        r = http.post(f"{url}/logreg", params={"model_key": key}, data=ParquetCodec.encode(x.head(4)), headers={"Content-Type": PARQUET}, timeout=30)
         assert r.status_code == 200, r.text
+        assert requests.get(f"{url}/families", timeout=5).status_code == 401  # served on 0.0.0.0: no token, no answer
     finally:
         for _, proc in procs:
             if proc.poll() is None:
