@@ -130,11 +130,11 @@ def record(figures_file: Path, name: str, **figures: Any) -> dict[str, Any]:
 
 
 class FitBurst:
-    """Small distinct fits sent one after the other until stopped, each sent again after a 503 as a client
-    would (with `retrain`: a refused fit is recorded `failed`): (status, model_key) of every answer."""
+    """Small distinct fits sent one after the other until stopped (or `count` of them), each sent again after a
+    503 as a client would (with `retrain`: a refused fit is recorded `failed`): (status, model_key) of every answer."""
 
-    def __init__(self, stack: Stack, family: str = "logreg") -> None:
-        self.stack, self.family = stack, family
+    def __init__(self, stack: Stack, family: str = "logreg", count: int | None = None) -> None:
+        self.stack, self.family, self.count = stack, family, count
         self.answers: list[tuple[int, str | None]] = []
         self.sent = 0  # fits (not attempts) begun
         self._stop = threading.Event()
@@ -146,7 +146,7 @@ class FitBurst:
 
     def _run(self) -> None:
         s = self.stack
-        while not self._stop.is_set():
+        while not self._stop.is_set() and (self.count is None or self.sent < self.count):
             x, y = data(5000 + self.sent, n=60)
             body = fit_body(x, y, name=f"{s.namespace}-burst-{self.sent}", retrain=True)
             self.sent += 1
@@ -167,5 +167,9 @@ class FitBurst:
     def stop(self) -> None:
         """Let the fit under way finish (accepted or given up), then return."""
         self._stop.set()
-        self._thread.join(timeout=150)
+        self.join(150)
+
+    def join(self, timeout: float) -> None:
+        """Until every fit is sent (`count`), or the one under way after `stop`."""
+        self._thread.join(timeout=timeout)
         assert not self._thread.is_alive(), "the fit burst hung"

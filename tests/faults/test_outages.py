@@ -9,7 +9,6 @@ consumers reconnect by themselves, consumers back on both queues.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from ..conftest import Stack
 from ..proxy import TcpProxy
 from ..stack import BROKER_URL, wait_for
 from .broker import PrivateBroker
-from .helpers import PredictLoad, PrivateStack, fit_body, data, record, versions
+from .helpers import FitBurst, PredictLoad, PrivateStack, fit_body, data, record, versions
 
 pytestmark = pytest.mark.integration
 
@@ -30,27 +29,6 @@ FITS = 100
 PREDICT_TIMEOUT = 4.0
 PUBLISH_TIMEOUT = 3.0
 ENV = {"ML_SERVER_PREDICT_TIMEOUT": str(PREDICT_TIMEOUT), "ML_SERVER_PUBLISH_TIMEOUT": str(PUBLISH_TIMEOUT)}
-
-
-def _burst(stack: Stack, answers: list[tuple[int, str | None]], started: threading.Event) -> None:
-    """FITS fits one after the other (small, distinct), each sent again after a 503 as a client would
-    (with `retrain`: a refused fit is recorded `failed`): (status, model_key) of every answer."""
-    for i in range(FITS):
-        x, y = data(5000 + i, n=60)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                r = requests.post(
-                    stack.fit_url("logreg"), json=fit_body(x, y, name=f"{stack.namespace}-burst-{i}", retrain=True), timeout=30
-                )
-                answers.append((r.status_code, r.json().get("model_key") if r.status_code == 202 else None))
-            except requests.RequestException:
-                answers.append((-1, None))
-            if answers[-1][0] != 503:
-                break
-            time.sleep(0.3)
-        if i == 10:
-            started.set()
 
 
 def _outage(stack: Stack, cut: Callable[[], None], restore: Callable[[], float], consumers_back: Callable[[], None]) -> dict[str, Any]:
@@ -65,12 +43,10 @@ def _outage(stack: Stack, cut: Callable[[], None], restore: Callable[[], float],
     assert s.wait_finished("logreg", model)["status"] == "done"
 
     load = PredictLoad(s.family_url("logreg"), model, threads=3).start()
-    answers: list[tuple[int, str | None]] = []
-    started = threading.Event()
-    burst = threading.Thread(target=_burst, args=(s, answers, started), daemon=True)
-    burst.start()
+    burst = FitBurst(s, count=FITS).start()
+    answers = burst.answers
     try:
-        assert started.wait(60), "the burst did not start"
+        wait_for(lambda: len(burst.accepted()) >= 11, 60, what="the burst under way")
         down_at = time.monotonic()
         cut()
         # The gateway notices by itself: /readyz says the broker is unavailable.
@@ -84,8 +60,7 @@ def _outage(stack: Stack, cut: Callable[[], None], restore: Callable[[], float],
         gateway_back_s = time.monotonic() - up_at
         wait_for(lambda: load.ok_since(up_at), 60, what="a predict answered 200 after the outage")
         predicts_back_s = time.monotonic() - up_at
-        burst.join(timeout=300)
-        assert not burst.is_alive(), "the fit burst hung"
+        burst.join(300)
     finally:
         load.stop()
 
