@@ -12,10 +12,16 @@ from typing import Any
 
 import pytest
 
-from service import schema
-from contracts.families import BUILTIN
+# Two workers, their stacks and their fit processes share a few cores: OpenMP threads that busy-wait for
+# each other (HistGradientBoosting, KMeans) then spin against the rest, and a 2-second test took minutes on
+# a loaded machine. Before scikit-learn loads anywhere in the suite (the stacks' processes inherit it): one
+# thread each. Answers don't depend on it; the fit processes still set their own share (`consumers.pool`).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from .stack import POSTGRES_URL, Stack
+from service import schema  # noqa: E402
+from contracts.families import BUILTIN  # noqa: E402
+
+from .stack import POSTGRES_URL, Stack  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
